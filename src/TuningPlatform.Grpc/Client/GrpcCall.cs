@@ -163,6 +163,12 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
         {
             _status = problem;
             _trailers = ReadMetadata(response.Headers);
+            if (problem.Value.StatusCode == StatusCode.OK)
+            {
+                // Trailers-Only with OK: a stream that ended without messages.
+                _headersTcs.TrySetResult(_trailers);
+                return response;
+            }
             var failure = new RpcException(problem.Value, _trailers);
             _headersTcs.TrySetException(failure);
             throw failure;
@@ -207,7 +213,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
         try
         {
             await EnsureResponseAsync();
-            var message = await ReadMessageAsync(_cts.Token);
+            var message = _status is null ? await ReadMessageAsync(_cts.Token) : null;
             if (message is null)
             {
                 await FinishAsync();
@@ -271,7 +277,10 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
             return;
         }
         var response = await _responseTask!;
-        _responseStream = await response.Content.ReadAsStreamAsync(_cts.Token);
+        if (_status is null)
+        {
+            _responseStream = await response.Content.ReadAsStreamAsync(_cts.Token);
+        }
     }
 
     private async ValueTask<TResponse?> ReadMessageAsync(CancellationToken cancellationToken)

@@ -228,6 +228,7 @@ public sealed class ServerCallContext
             {
                 response.ContentType = GrpcProtocol.ContentType;
                 var headers = response.Headers;
+                headers[GrpcProtocol.AcceptEncodingHeader] = MessageCompression.AcceptEncodingValue;
                 headers[GrpcProtocol.StatusTrailer] = ((int)status.StatusCode).ToString(CultureInfo.InvariantCulture);
                 if (!string.IsNullOrEmpty(status.Detail))
                 {
