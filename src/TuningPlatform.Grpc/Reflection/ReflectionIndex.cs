@@ -17,6 +17,7 @@ internal sealed class ReflectionIndex
     private int _builtFor = -1;
     private Dictionary<string, FileDescriptor> _files = [];
     private Dictionary<string, FileDescriptor> _symbols = [];
+    private HashSet<string> _messages = [];
 
     public ReflectionIndex(GrpcServiceRegistry registry) => _registry = registry;
 
@@ -51,7 +52,7 @@ internal sealed class ReflectionIndex
                 break;
             case ServerReflectionRequest.MessageRequestOneofCase.AllExtensionNumbersOfType:
                 var typeName = request.AllExtensionNumbersOfType;
-                response = _symbols.TryGetValue(typeName, out var typeFile) && typeFile.FindTypeByName<MessageDescriptor>(typeName) is not null
+                response = _messages.Contains(typeName)
                     ? Set(response, r => r.AllExtensionNumbersResponse = new ExtensionNumberResponse { BaseTypeName = typeName })
                     : WithError(response, StatusCode.NotFound, $"Type '{typeName}' not found.");
                 break;
@@ -113,9 +114,13 @@ internal sealed class ReflectionIndex
             }
             _files = files;
             _symbols = symbols;
+            _messages = [.. symbols.Keys.Where(name => symbols[name].FindTypeByName<MessageDescriptor>(RelativeName(symbols[name], name)) is not null)];
             _builtFor = services.Count;
         }
     }
+
+    private static string RelativeName(FileDescriptor file, string fullName) =>
+        file.Package.Length > 0 && fullName.StartsWith(file.Package + ".", StringComparison.Ordinal) ? fullName[(file.Package.Length + 1)..] : fullName;
 
     private static void AddFile(FileDescriptor file, Dictionary<string, FileDescriptor> files, Dictionary<string, FileDescriptor> symbols)
     {

@@ -33,13 +33,13 @@ public sealed class TestGrpcServer : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestGrpcServer> StartAsync(Action<GrpcServerOptions>? configure = null, bool withHttp1Port = false)
+    public static async Task<TestGrpcServer> StartAsync(Action<GrpcServerOptions>? configure = null, bool withHttp1Port = false, int port = 0)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
-            kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.Listen(IPAddress.Loopback, port, listen => listen.Protocols = HttpProtocols.Http2);
             if (withHttp1Port)
             {
                 kestrel.Listen(IPAddress.Loopback, 0, listen => listen.Protocols = HttpProtocols.Http1);
