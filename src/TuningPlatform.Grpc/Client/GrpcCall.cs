@@ -500,10 +500,13 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
         protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
             SerializeToStreamAsync(stream, context, CancellationToken.None);
 
-        protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
         {
+            // SocketsHttpHandler holds the request HEADERS frame until the body is written or flushed;
+            // flush now so the server sees the call before the first message (a server may answer first).
+            await stream.FlushAsync(cancellationToken);
             _stream.TrySetResult(stream);
-            return _complete.Task;
+            await _complete.Task;
         }
 
         protected override bool TryComputeLength(out long length)
