@@ -25,7 +25,8 @@ public static unsafe class MatMul
 {
     private const int Mr = 6;
     private const int Kc = 256;
-    private const int MinParallelWork = 1 << 15;
+    // Below about a megabyte of weights, waking a worker costs more than the work it takes over.
+    private const int MinParallelWork = 1 << 18;
 
     [ThreadStatic]
     private static float[]? _packed;

@@ -246,4 +246,7 @@ public sealed class Llama2cTokenizer : Tokenizer
 
     /// <inheritdoc/>
     public override bool IsSpecial(int id) => id is 0 or 1 or 2;
+
+    /// <summary>The merge score of token <paramref name="id"/> (higher merges first).</summary>
+    public float Score(int id) => _scores[id];
 }

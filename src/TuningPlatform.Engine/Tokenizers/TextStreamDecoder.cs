@@ -13,10 +13,17 @@ public sealed class TextStreamDecoder
     private int _prefixOffset;
     private int _readOffset;
 
-    internal TextStreamDecoder(Tokenizer tokenizer, bool skipSpecialTokens)
+    internal TextStreamDecoder(Tokenizer tokenizer, bool skipSpecialTokens, ReadOnlySpan<int> context)
     {
         _tokenizer = tokenizer;
         _skipSpecialTokens = skipSpecialTokens;
+        // The last context token (e.g. the prompt's) only conditions decoding — whether a leading space
+        // is stripped — and is never emitted.
+        if (!context.IsEmpty)
+        {
+            _ids.Add(context[^1]);
+            _readOffset = 1;
+        }
     }
 
     /// <summary>Adds one id and returns the text it completes (possibly empty).</summary>

@@ -27,8 +27,12 @@ public abstract class Tokenizer
     /// <summary>Whether <paramref name="id"/> is a special token (control token such as BOS/EOS).</summary>
     public abstract bool IsSpecial(int id);
 
-    /// <summary>Starts an incremental decoder for streaming that never emits half a UTF-8 character.</summary>
-    public TextStreamDecoder CreateStreamDecoder(bool skipSpecialTokens = true) => new(this, skipSpecialTokens);
+    /// <summary>
+    /// Starts an incremental decoder for streaming that never emits half a UTF-8 character;
+    /// <paramref name="context"/> (e.g. the prompt) decides how the first new token's spacing decodes.
+    /// </summary>
+    public TextStreamDecoder CreateStreamDecoder(ReadOnlySpan<int> context = default, bool skipSpecialTokens = true) =>
+        new(this, skipSpecialTokens, context);
 
     /// <summary>Loads a tokenizer: a tokenizer.json, a llama2.c tokenizer.bin, or a model directory containing tokenizer.json.</summary>
     public static Tokenizer Load(string path)

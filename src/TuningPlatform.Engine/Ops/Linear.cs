@@ -1,0 +1,20 @@
+// Linear: out = x · Wᵀ + b
+//
+//   x    [T, I]   (T = B·T rows)
+//   W    [O, I]   nn.Linear.weight layout
+//   b    [O]      optional
+//   out  [T, O]
+//
+// Cached for backward: x (dW = doutᵀ·x, dx = dout·W).
+// Reference: torch.nn.Linear; kernels in Kernels/MatMul.cs.
+using TuningPlatform.Engine.Kernels;
+
+namespace TuningPlatform.Engine.Ops;
+
+/// <summary>Fully connected layer over explicit buffers.</summary>
+public static class Linear
+{
+    /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias).</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures) =>
+        MatMul.Forward(x, weight, bias, output, rows, outFeatures, inFeatures);
+}
