@@ -1,0 +1,425 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Google.Protobuf.Reflection;
+using TuningPlatform.Grpc.Client;
+using TuningPlatform.Grpc.Reflection.V1;
+
+namespace TuningPlatform.AppHost.Hosting;
+
+/// <summary>Declares resources and the edges between them, as Aspire's IDistributedApplicationBuilder does.</summary>
+internal sealed class DistributedApplicationBuilder
+{
+    private readonly List<Resource> _resources = [];
+
+    public DistributedApplicationBuilder(AppHostOptions options) => Options = options;
+
+    public AppHostOptions Options { get; }
+
+    public ResourceBuilder AddRedis(string name, int preferredPort) => Add(new RedisResource(name, preferredPort));
+
+    public ResourceBuilder AddProject(string name, string projectDirectory, int preferredPort) =>
+        Add(new ProjectResource(name, projectDirectory, preferredPort));
+
+    public DistributedApplication Build() => new(_resources, Options);
+
+    private ResourceBuilder Add(Resource resource)
+    {
+        if (_resources.Any(r => r.Name == resource.Name))
+        {
+            throw new InvalidOperationException($"A resource named '{resource.Name}' is already declared.");
+        }
+        _resources.Add(resource);
+        return new ResourceBuilder(resource);
+    }
+}
+
+/// <summary>Edges and settings of one resource.</summary>
+internal sealed class ResourceBuilder(Resource resource)
+{
+    public Resource Resource { get; } = resource;
+
+    /// <summary>Injects the other resource's connection settings into this one.</summary>
+    public ResourceBuilder WithReference(ResourceBuilder other)
+    {
+        Resource.References.Add(other.Resource);
+        return this;
+    }
+
+    /// <summary>Starts this resource only once the other one is healthy.</summary>
+    public ResourceBuilder WaitFor(ResourceBuilder other)
+    {
+        Resource.WaitsFor.Add(other.Resource);
+        return this;
+    }
+
+    public ResourceBuilder WithEnvironment(string name, string value)
+    {
+        Resource.Environment[name] = value;
+        return this;
+    }
+}
+
+/// <summary>Command-line options: <c>--data-dir DIR</c>, <c>--smoke</c> (start, check, stop), <c>--any-port</c>.</summary>
+internal sealed record AppHostOptions(string? DataDirectory, bool Smoke, bool AnyPort)
+{
+    public static AppHostOptions Parse(string[] args)
+    {
+        string? dataDirectory = null;
+        for (var i = 0; i < args.Length; i++)
+        {
+            switch (args[i])
+            {
+                case "--data-dir" when i + 1 < args.Length:
+                    dataDirectory = args[++i];
+                    break;
+                case "--smoke" or "--any-port":
+                    break;
+                default:
+                    throw new ArgumentException($"Unknown argument '{args[i]}'. Usage: TuningPlatform.AppHost [--data-dir DIR] [--smoke] [--any-port]");
+            }
+        }
+        return new AppHostOptions(dataDirectory, args.Contains("--smoke"), args.Contains("--any-port"));
+    }
+}
+
+/// <summary>
+/// Runs the declared resources: preflight checks, free loopback ports, environment injection, start in
+/// dependency order once dependencies are healthy, restart with backoff, captured console output, and a
+/// clean stop in reverse order on Ctrl+C or SIGTERM.
+/// </summary>
+internal sealed class DistributedApplication
+{
+    private const int Sigterm = 15;
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
+
+    private readonly IReadOnlyList<Resource> _resources;
+    private readonly AppHostOptions _options;
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly Dictionary<Resource, Process> _processes = [];
+    private readonly Lock _lock = new();
+    private readonly Lock _consoleLock = new();
+
+    public DistributedApplication(IReadOnlyList<Resource> resources, AppHostOptions options)
+    {
+        _resources = resources;
+        _options = options;
+    }
+
+    public static DistributedApplicationBuilder CreateBuilder(string[] args) => new(AppHostOptions.Parse(args));
+
+    public async Task<int> RunAsync()
+    {
+        var root = HostContext.FindRepositoryRoot(AppContext.BaseDirectory);
+        var context = new HostContext
+        {
+            RepositoryRoot = root,
+            DataDirectory = Path.GetFullPath(_options.DataDirectory ?? Environment.GetEnvironmentVariable("TUNING_DATA_DIR") ?? Path.Combine(root, ".data")),
+            Configuration = HostContext.DetectConfiguration(AppContext.BaseDirectory),
+        };
+        var problems = _resources.Select(r => r.Preflight(context)).OfType<string>().ToList();
+        if (problems.Count > 0)
+        {
+            foreach (var problem in problems)
+            {
+                Console.Error.WriteLine("error: " + problem);
+            }
+            return 2;
+        }
+        Directory.CreateDirectory(context.DataDirectory);
+        AssignPorts();
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        Console.WriteLine($"TuningPlatform AppHost: data in {context.DataDirectory}, {context.Configuration} build, {_resources.Count} resources");
+
+        var runners = _resources.ToDictionary(r => r, r => new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var tasks = _resources.Select(r => RunResourceAsync(r, context, runners)).ToList();
+        var allUp = await Task.WhenAll(runners.Values.Select(t => t.Task)).WaitAsync(_shutdown.Token).ContinueWith(t => t.IsCompletedSuccessfully && t.Result.All(ok => ok));
+
+        var exitCode = 0;
+        if (allUp)
+        {
+            PrintTable();
+            await DemoAsync();
+            Console.WriteLine(_options.Smoke ? "Smoke check passed; stopping." : "TuningPlatform is up. Press Ctrl+C to stop.");
+        }
+        else if (!_shutdown.IsCancellationRequested)
+        {
+            Console.Error.WriteLine("error: not every resource became healthy; stopping.");
+            PrintTable();
+            exitCode = 1;
+        }
+        if (_options.Smoke || exitCode != 0)
+        {
+            _shutdown.Cancel();
+        }
+        try
+        {
+            await Task.Delay(Timeout.Infinite, _shutdown.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await StopAllAsync();
+        await Task.WhenAll(tasks);
+        Console.WriteLine("TuningPlatform stopped.");
+        return exitCode;
+    }
+
+    private void OnSignal(PosixSignalContext signal)
+    {
+        signal.Cancel = true;
+        if (!_shutdown.IsCancellationRequested)
+        {
+            Console.WriteLine($"{signal.Signal}: stopping every resource in reverse order...");
+            _shutdown.Cancel();
+        }
+    }
+
+    private void AssignPorts()
+    {
+        var taken = new HashSet<int>();
+        foreach (var resource in _resources)
+        {
+            var port = !_options.AnyPort && IsFree(resource.PreferredPort) ? resource.PreferredPort : FreePort();
+            while (!taken.Add(port))
+            {
+                port = FreePort();
+            }
+            resource.Port = port;
+        }
+    }
+
+    private static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    private async Task RunResourceAsync(Resource resource, HostContext context, Dictionary<Resource, TaskCompletionSource<bool>> ready)
+    {
+        var token = _shutdown.Token;
+        try
+        {
+            resource.State = ResourceState.Waiting;
+            foreach (var dependency in resource.WaitsFor)
+            {
+                if (!await ready[dependency].Task.WaitAsync(token))
+                {
+                    resource.State = ResourceState.Failed;
+                    Log(resource, $"not started: {dependency.Name} did not become healthy");
+                    ready[resource].TrySetResult(false);
+                    return;
+                }
+            }
+            var backoff = TimeSpan.FromSeconds(1);
+            while (!token.IsCancellationRequested)
+            {
+                var process = Start(resource, context);
+                var healthy = await WaitHealthyAsync(resource, process, token);
+                if (!healthy && !process.HasExited)
+                {
+                    Log(resource, $"did not become healthy within {StartTimeout.TotalSeconds:0} s; stopping it");
+                    process.Kill(entireProcessTree: true);
+                    resource.State = ResourceState.Failed;
+                    ready[resource].TrySetResult(false);
+                    return;
+                }
+                if (healthy)
+                {
+                    resource.State = ResourceState.Healthy;
+                    ready[resource].TrySetResult(true);
+                    backoff = TimeSpan.FromSeconds(1);
+                }
+                await process.WaitForExitAsync(token);
+                if (token.IsCancellationRequested)
+                {
+                    break;
+                }
+                resource.State = ResourceState.Restarting;
+                resource.Restarts++;
+                Log(resource, $"exited with code {process.ExitCode}; restarting in {backoff.TotalSeconds:0} s (restart {resource.Restarts})");
+                if (!healthy && resource.Restarts >= 3)
+                {
+                    resource.State = ResourceState.Failed;
+                    Log(resource, "failed to start three times; giving up");
+                    ready[resource].TrySetResult(false);
+                    return;
+                }
+                await Task.Delay(backoff, token);
+                backoff = TimeSpan.FromSeconds(Math.Min(backoff.TotalSeconds * 2, 30));
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        ready[resource].TrySetResult(false);
+    }
+
+    private Process Start(Resource resource, HostContext context)
+    {
+        var start = resource.CreateStartInfo(context);
+        start.RedirectStandardOutput = true;
+        start.RedirectStandardError = true;
+        start.UseShellExecute = false;
+        foreach (var reference in resource.References)
+        {
+            foreach (var (key, value) in reference.ReferenceEnvironment())
+            {
+                start.Environment[key] = value;
+            }
+        }
+        foreach (var (key, value) in resource.Environment)
+        {
+            start.Environment[key] = value;
+        }
+        resource.State = ResourceState.Starting;
+        var process = new Process { StartInfo = start, EnableRaisingEvents = true };
+        process.OutputDataReceived += (_, e) => OnOutput(resource, e.Data);
+        process.ErrorDataReceived += (_, e) => OnOutput(resource, e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        resource.ProcessId = process.Id;
+        lock (_lock)
+        {
+            _processes[resource] = process;
+        }
+        return process;
+    }
+
+    private static async Task<bool> WaitHealthyAsync(Resource resource, Process process, CancellationToken token)
+    {
+        var deadline = DateTime.UtcNow + StartTimeout;
+        resource.State = ResourceState.Running;
+        while (DateTime.UtcNow < deadline && !process.HasExited)
+        {
+            if (await resource.IsHealthyAsync(token))
+            {
+                return true;
+            }
+            await Task.Delay(100, token);
+        }
+        return false;
+    }
+
+    private void OnOutput(Resource resource, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        resource.AppendLog(line);
+        Log(resource, line);
+    }
+
+    private void Log(Resource resource, string line)
+    {
+        lock (_consoleLock)
+        {
+            Console.WriteLine($"{resource.Name,-10} | {line}");
+        }
+    }
+
+    private async Task StopAllAsync()
+    {
+        // Reverse dependency order: whoever waits for a resource stops before it.
+        foreach (var layer in StopOrder())
+        {
+            await Task.WhenAll(layer.Select(StopAsync));
+        }
+    }
+
+    private List<List<Resource>> StopOrder()
+    {
+        var depth = new Dictionary<Resource, int>();
+        int Depth(Resource r) => depth.TryGetValue(r, out var d) ? d : depth[r] = r.WaitsFor.Concat(r.References).Select(Depth).DefaultIfEmpty(-1).Max() + 1;
+        return [.. _resources.GroupBy(Depth).OrderByDescending(g => g.Key).Select(g => g.ToList())];
+    }
+
+    private async Task StopAsync(Resource resource)
+    {
+        Process? process;
+        lock (_lock)
+        {
+            _processes.TryGetValue(resource, out process);
+        }
+        if (process is null || process.HasExited)
+        {
+            resource.State = ResourceState.Stopped;
+            return;
+        }
+        resource.State = ResourceState.Stopping;
+        _ = kill(process.Id, Sigterm);
+        using var timeout = new CancellationTokenSource(resource.StopTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Log(resource, $"did not stop within {resource.StopTimeout.TotalSeconds:0} s; killing");
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
+        }
+        resource.State = ResourceState.Stopped;
+    }
+
+    private void PrintTable()
+    {
+        lock (_consoleLock)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"  {"resource",-12}{"state",-10}{"endpoint",-26}{"restarts",8}");
+            foreach (var resource in _resources)
+            {
+                Console.WriteLine($"  {resource.Name,-12}{resource.State,-10}{resource.Endpoint,-26}{resource.Restarts,8}");
+            }
+            Console.WriteLine();
+        }
+    }
+
+    /// <summary>Shows that every service answers: its health, and its API discovered through reflection.</summary>
+    private async Task DemoAsync()
+    {
+        foreach (var resource in _resources.OfType<ProjectResource>())
+        {
+            using var channel = GrpcChannel.ForAddress(resource.Endpoint);
+            var reflection = new DynamicClient(channel.CreateCallInvoker(), ReflectionReflection.Descriptor.Services[0]);
+            using var call = reflection.Duplex<ServerReflectionRequest, ServerReflectionResponse>("ServerReflectionInfo", CallOptions.WithTimeout(TimeSpan.FromSeconds(5)));
+            await call.RequestStream.WriteAsync(new ServerReflectionRequest { ListServices = "" });
+            await call.ResponseStream.MoveNext(CancellationToken.None);
+            var service = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).First(n => n.StartsWith("tuning.", StringComparison.Ordinal));
+            await call.RequestStream.WriteAsync(new ServerReflectionRequest { FileContainingSymbol = service });
+            await call.ResponseStream.MoveNext(CancellationToken.None);
+            await call.RequestStream.CompleteAsync();
+            var file = FileDescriptorProto.Parser.ParseFrom(call.ResponseStream.Current.FileDescriptorResponse.FileDescriptorProto[0]);
+            var rpcs = file.Service.Single(s => service.EndsWith("." + s.Name, StringComparison.Ordinal)).Method.Count;
+            lock (_consoleLock)
+            {
+                Console.WriteLine($"  {resource.Name,-12}SERVING   {service} ({rpcs} RPCs, listed by reflection)");
+            }
+        }
+        Console.WriteLine();
+    }
+
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+}

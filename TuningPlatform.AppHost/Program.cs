@@ -1,0 +1,28 @@
+using TuningPlatform.AppHost.Hosting;
+
+// The topology of TuningPlatform: infrastructure first, then the services, each dependency on one line.
+var builder = DistributedApplication.CreateBuilder(args);
+
+// Coordination for jobs, events and leases; password generated per run, AOF under the data directory.
+var redis = builder.AddRedis("redis", preferredPort: 6390);
+
+var curation = builder.AddProject("curation", "src/TuningPlatform.CurationService", preferredPort: 5101)
+    .WithReference(redis).WaitFor(redis);
+
+var inference = builder.AddProject("inference", "src/TuningPlatform.InferenceService", preferredPort: 5104);
+
+builder.AddProject("training", "src/TuningPlatform.TrainingService", preferredPort: 5102)
+    .WithReference(redis).WaitFor(redis)
+    .WithReference(curation);
+
+builder.AddProject("evaluation", "src/TuningPlatform.EvaluationService", preferredPort: 5103)
+    .WithReference(redis).WaitFor(redis)
+    .WithReference(inference).WaitFor(inference);
+
+// Retrieval embeds through inference and writes RAFT datasets into curation.
+builder.AddProject("retrieval", "src/TuningPlatform.RetrievalService", preferredPort: 5105)
+    .WithReference(redis).WaitFor(redis)
+    .WithReference(inference).WaitFor(inference)
+    .WithReference(curation);
+
+return await builder.Build().RunAsync();
