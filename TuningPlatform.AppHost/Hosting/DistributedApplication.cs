@@ -107,7 +107,19 @@ internal sealed class DistributedApplication
         _options = options;
     }
 
-    public static DistributedApplicationBuilder CreateBuilder(string[] args) => new(AppHostOptions.Parse(args));
+    public static DistributedApplicationBuilder CreateBuilder(string[] args)
+    {
+        try
+        {
+            return new(AppHostOptions.Parse(args));
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine("error: " + ex.Message);
+            Environment.Exit(2);
+            throw;
+        }
+    }
 
     public async Task<int> RunAsync()
     {
