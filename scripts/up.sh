@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Builds everything and brings TuningPlatform up under its AppHost (redis-server and every service).
+# Extra arguments go to the AppHost: --data-dir DIR, --any-port, --smoke.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh runtime
+dotnet build TuningPlatform.sln -c Release -nologo -clp:ErrorsOnly
+exec dotnet TuningPlatform.AppHost/bin/Release/net10.0/TuningPlatform.AppHost.dll "$@"
