@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Google.Protobuf.Reflection;
+using TuningPlatform.AppHost.Dashboard;
 using TuningPlatform.Grpc.Client;
 using TuningPlatform.Grpc.Reflection.V1;
 
@@ -92,6 +93,7 @@ internal sealed record AppHostOptions(string? DataDirectory, bool Smoke, bool An
 internal sealed class DistributedApplication
 {
     private const int Sigterm = 15;
+    private const int DashboardPort = 18888;
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(60);
 
     private readonly IReadOnlyList<Resource> _resources;
@@ -145,6 +147,9 @@ internal sealed class DistributedApplication
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         Console.WriteLine($"TuningPlatform AppHost: data in {context.DataDirectory}, {context.Configuration} build, {_resources.Count} resources");
+        await using var dashboard = new DashboardServer(_resources, RestartAsync);
+        await dashboard.StartAsync(!_options.AnyPort && IsFree(DashboardPort) ? DashboardPort : FreePort());
+        Console.WriteLine($"Dashboard: {dashboard.LoginUrl}");
 
         var runners = _resources.ToDictionary(r => r, r => new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously));
         var tasks = _resources.Select(r => RunResourceAsync(r, context, runners)).ToList();
@@ -267,6 +272,12 @@ internal sealed class DistributedApplication
                 }
                 resource.State = ResourceState.Restarting;
                 resource.Restarts++;
+                if (resource.RestartRequested)
+                {
+                    resource.RestartRequested = false;
+                    Log(resource, $"restarting on request (restart {resource.Restarts})");
+                    continue;
+                }
                 Log(resource, $"exited with code {process.ExitCode}; restarting in {backoff.TotalSeconds:0} s (restart {resource.Restarts})");
                 if (!healthy && resource.Restarts >= 3)
                 {
@@ -348,6 +359,25 @@ internal sealed class DistributedApplication
         {
             Console.WriteLine($"{resource.Name,-10} | {line}");
         }
+    }
+
+    /// <summary>Restarts a resource on a person's request: a clean stop, then the supervisor starts it again at once.</summary>
+    private Task RestartAsync(Resource resource)
+    {
+        Process? process;
+        lock (_lock)
+        {
+            _processes.TryGetValue(resource, out process);
+        }
+        if (process is null || process.HasExited || _shutdown.IsCancellationRequested)
+        {
+            return Task.CompletedTask;
+        }
+        resource.RestartRequested = true;
+        resource.State = ResourceState.Stopping;
+        Log(resource, "restart requested from the dashboard");
+        _ = kill(process.Id, Sigterm);
+        return Task.CompletedTask;
     }
 
     private async Task StopAllAsync()

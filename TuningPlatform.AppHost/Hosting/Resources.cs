@@ -27,6 +27,7 @@ internal abstract class Resource(string name, int preferredPort)
 {
     private readonly Lock _logLock = new();
     private readonly Queue<string> _log = new();
+    private long _logCount;
 
     public string Name { get; } = name;
 
@@ -62,11 +63,19 @@ internal abstract class Resource(string name, int preferredPort)
     /// <summary>A problem that stops the AppHost before anything starts, or null.</summary>
     public abstract string? Preflight(HostContext context);
 
+    /// <summary>True while a restart asked for by a person (dashboard) is under way.</summary>
+    public bool RestartRequested { get; set; }
+
+    /// <summary>A short kind name, as Aspire's dashboard shows it.</summary>
+    public abstract string Kind { get; }
+
+    /// <summary>Keeps the last 2,000 console lines; each line gets a sequence number for incremental reads.</summary>
     public void AppendLog(string line)
     {
         lock (_logLock)
         {
             _log.Enqueue(line);
+            _logCount++;
             while (_log.Count > 2000)
             {
                 _log.Dequeue();
@@ -74,11 +83,14 @@ internal abstract class Resource(string name, int preferredPort)
         }
     }
 
-    public IReadOnlyList<string> RecentLog()
+    /// <summary>The retained lines numbered above <paramref name="after"/>, and the number of the last line.</summary>
+    public (IReadOnlyList<string> Lines, long Last) LogAfter(long after)
     {
         lock (_logLock)
         {
-            return [.. _log];
+            var first = _logCount - _log.Count;
+            var skip = (int)Math.Clamp(after - first, 0, _log.Count);
+            return ([.. _log.Skip(skip)], _logCount);
         }
     }
 }
@@ -89,6 +101,8 @@ internal sealed class RedisResource(string name, int preferredPort) : Resource(n
     public string Password { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
 
     public override string Endpoint => $"127.0.0.1:{Port}";
+
+    public override string Kind => "executable";
 
     public override IEnumerable<KeyValuePair<string, string>> ReferenceEnvironment()
     {
@@ -161,6 +175,8 @@ internal sealed class ProjectResource(string name, string projectDirectory, int 
     public string ProjectDirectory { get; } = projectDirectory;
 
     public override string Endpoint => $"http://127.0.0.1:{Port}";
+
+    public override string Kind => "project";
 
     public override IEnumerable<KeyValuePair<string, string>> ReferenceEnvironment()
     {

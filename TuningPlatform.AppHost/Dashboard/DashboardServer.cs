@@ -1,0 +1,137 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging;
+using TuningPlatform.AppHost.Hosting;
+
+namespace TuningPlatform.AppHost.Dashboard;
+
+/// <summary>
+/// The dashboard: a web UI on its own loopback port, reached through a login link with a token (as
+/// Aspire's is), showing each resource's state, endpoint and restarts, its live console log with search,
+/// and a restart action. Plain ASP.NET Core and one static page; the JSON API is what the page polls.
+/// </summary>
+internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Resource, Task> restart) : IAsyncDisposable
+{
+    private const string CookieName = "tp_dashboard";
+
+    private readonly string _token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+    private WebApplication? _app;
+
+    /// <summary>The login link to print: opening it sets a cookie valid for three days.</summary>
+    public Uri LoginUrl { get; private set; } = null!;
+
+    public async Task StartAsync(int port)
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, port, l => l.Protocols = HttpProtocols.Http1AndHttp2));
+        var app = builder.Build();
+        app.Use(async (context, next) =>
+        {
+            if (context.Request.Path == "/login" || IsAuthorized(context.Request))
+            {
+                await next(context);
+                return;
+            }
+            context.Response.StatusCode = StatusCodes.Status401Unauthorized;
+            context.Response.ContentType = "text/html; charset=utf-8";
+            await context.Response.WriteAsync("<!doctype html><title>TuningPlatform</title><h1>Log in</h1><p>Open the dashboard link the AppHost printed at start (it carries a login token).</p>");
+        });
+        app.MapGet("/login", (HttpContext context, string? t) =>
+        {
+            if (t is null || !TokenMatches(t))
+            {
+                return Results.Text("Invalid or missing login token: use the link the AppHost printed.", statusCode: StatusCodes.Status401Unauthorized);
+            }
+            context.Response.Cookies.Append(CookieName, _token, new CookieOptions
+            {
+                HttpOnly = true,
+                SameSite = SameSiteMode.Strict,
+                MaxAge = TimeSpan.FromDays(3),
+                Path = "/",
+            });
+            return Results.Redirect("/");
+        });
+        app.MapGet("/", () => Results.Content(IndexHtml.Value, "text/html; charset=utf-8"));
+        app.MapGet("/api/resources", () => Results.Json(resources.Select(r => new ResourceView(
+            r.Name, r.Kind, r.State.ToString(), r.Endpoint, r.Restarts, r.ProcessId,
+            r.WaitsFor.Select(w => w.Name).ToArray(), r.References.Select(w => w.Name).ToArray())), DashboardJson.Default.IEnumerableResourceView));
+        app.MapGet("/api/resources/{name}/logs", (string name, long? after) =>
+        {
+            var resource = resources.FirstOrDefault(r => r.Name == name);
+            if (resource is null)
+            {
+                return Results.NotFound(new ErrorView($"No resource named '{name}'."));
+            }
+            var (lines, last) = resource.LogAfter(after ?? 0);
+            return Results.Json(new LogView(last, lines), DashboardJson.Default.LogView);
+        });
+        app.MapPost("/api/resources/{name}/restart", async (string name, HttpRequest request) =>
+        {
+            // Cookies are SameSite=Strict; requiring this header as well keeps cross-site forms out.
+            if (request.Headers["X-Requested-With"] != "dashboard")
+            {
+                return Results.BadRequest(new ErrorView("Missing X-Requested-With: dashboard."));
+            }
+            var resource = resources.FirstOrDefault(r => r.Name == name);
+            if (resource is null)
+            {
+                return Results.NotFound(new ErrorView($"No resource named '{name}'."));
+            }
+            await restart(resource);
+            return Results.Accepted();
+        });
+        await app.StartAsync();
+        _app = app;
+        var bound = new Uri(app.Urls.First());
+        LoginUrl = new Uri($"http://127.0.0.1:{bound.Port}/login?t={_token}");
+    }
+
+    private bool IsAuthorized(HttpRequest request)
+    {
+        var cookie = request.Cookies[CookieName];
+        if (cookie is not null && TokenMatches(cookie))
+        {
+            return true;
+        }
+        string? authorization = request.Headers.Authorization;
+        return authorization is not null && authorization.StartsWith("Bearer ", StringComparison.Ordinal) && TokenMatches(authorization["Bearer ".Length..]);
+    }
+
+    private bool TokenMatches(string candidate) =>
+        CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(candidate), Encoding.UTF8.GetBytes(_token));
+
+    private static readonly Lazy<string> IndexHtml = new(() =>
+    {
+        using var stream = typeof(DashboardServer).Assembly.GetManifestResourceStream("TuningPlatform.AppHost.Dashboard.index.html")
+            ?? throw new InvalidOperationException("The dashboard page is not embedded in the AppHost assembly.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    });
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+}
+
+internal sealed record ResourceView(string Name, string Kind, string State, string Endpoint, int Restarts, int? Pid, string[] WaitsFor, string[] References);
+
+internal sealed record LogView(long Last, IReadOnlyList<string> Lines);
+
+internal sealed record ErrorView(string Error);
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.CamelCase)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(IEnumerable<ResourceView>))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(LogView))]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ErrorView))]
+internal sealed partial class DashboardJson : System.Text.Json.Serialization.JsonSerializerContext;

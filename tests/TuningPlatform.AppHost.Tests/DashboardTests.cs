@@ -1,0 +1,162 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+
+namespace TuningPlatform.AppHost.Tests;
+
+/// <summary>The dashboard in a real headless Chromium, against a real AppHost.</summary>
+[Trait("Category", "EndToEnd")]
+public sealed partial class DashboardTests : IAsyncLifetime
+{
+    private const string Chromium = "/usr/bin/chromium";
+
+    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("tp-dashboard-").FullName;
+    private AppHostProcess? _host;
+    private Uri _login = null!;
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    public async ValueTask InitializeAsync()
+    {
+        if (!File.Exists("/usr/bin/redis-server"))
+        {
+            return;
+        }
+        _host = AppHostProcess.Start(_dataDirectory, null, "--any-port");
+        if (!await _host.WaitForLineAsync("TuningPlatform is up", TimeSpan.FromMinutes(3), CancellationToken.None))
+        {
+            throw new InvalidOperationException("AppHost did not come up:\n" + _host.Output);
+        }
+        _login = new Uri(LoginRegex().Match(_host.Output).Value);
+    }
+
+    [Fact]
+    public async Task LoginLink_InChromium_ShowsEveryResourceHealthyAndItsLogs()
+    {
+        Require();
+        var dom = await DumpDomAsync(new Uri(_login + "#logs=redis"));
+        foreach (var resource in new[] { "redis", "curation", "inference", "training", "evaluation", "retrieval" })
+        {
+            Assert.Matches($"<tr data-resource=\"{resource}\"><td>{resource}</td><td>\\w+</td><td class=\"state Healthy\">Healthy</td>", dom);
+        }
+        Assert.Contains("6 of 6 resources healthy", dom);
+        Assert.Contains("Console logs: redis", dom);
+        Assert.Contains("Ready to accept connections", dom);
+    }
+
+    [Fact]
+    public async Task NoToken_InChromium_LoginPageAndNoData()
+    {
+        Require();
+        var dom = await DumpDomAsync(new Uri(_login.GetLeftPart(UriPartial.Authority) + "/"));
+        Assert.Contains("Open the dashboard link the AppHost printed", dom);
+        Assert.DoesNotContain("data-resource", dom);
+        using var http = new HttpClient();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(_login, "/api/resources"), Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(_login.GetLeftPart(UriPartial.Authority) + "/login?t=wrong"), Ct)).StatusCode);
+    }
+
+    [Fact]
+    public async Task RestartAction_Resource_StopsAndComesBackHealthy()
+    {
+        Require();
+        using var http = new HttpClient();
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TokenRegex().Match(_login.Query).Groups[1].Value);
+        var restartUri = new Uri(_login, "/api/resources/curation/restart");
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsync(restartUri, null, Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await SendRestartAsync(http, new Uri(_login, "/api/resources/nope/restart"))).StatusCode);
+        var before = await ResourceAsync(http, "curation");
+        Assert.Equal(HttpStatusCode.Accepted, (await SendRestartAsync(http, restartUri)).StatusCode);
+        var stopwatch = Stopwatch.StartNew();
+        JsonElement after;
+        do
+        {
+            await Task.Delay(200, Ct);
+            after = await ResourceAsync(http, "curation");
+        }
+        while ((after.GetProperty("restarts").GetInt32() == 0 || after.GetProperty("state").GetString() != "Healthy") && stopwatch.Elapsed < TimeSpan.FromSeconds(60));
+        Assert.Equal(1, after.GetProperty("restarts").GetInt32());
+        Assert.Equal("Healthy", after.GetProperty("state").GetString());
+        Assert.NotEqual(before.GetProperty("pid").GetInt32(), after.GetProperty("pid").GetInt32());
+    }
+
+    private static Task<HttpResponseMessage> SendRestartAsync(HttpClient http, Uri uri)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Post, uri);
+        request.Headers.Add("X-Requested-With", "dashboard");
+        return http.SendAsync(request, Ct);
+    }
+
+    private async Task<JsonElement> ResourceAsync(HttpClient http, string name)
+    {
+        var resources = await http.GetFromJsonAsync<JsonElement>(new Uri(_login, "/api/resources"), Ct);
+        return resources.EnumerateArray().Single(r => r.GetProperty("name").GetString() == name);
+    }
+
+    private static async Task<string> DumpDomAsync(Uri url)
+    {
+        var profile = Directory.CreateTempSubdirectory("tp-chromium-").FullName;
+        try
+        {
+            var start = new ProcessStartInfo(Chromium) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var argument in new[]
+            {
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--user-data-dir=" + profile, "--virtual-time-budget=5000", "--dump-dom", url.ToString(),
+            })
+            {
+                start.ArgumentList.Add(argument);
+            }
+            using var process = Process.Start(start)!;
+            var stdout = process.StandardOutput.ReadToEndAsync(Ct);
+            _ = process.StandardError.ReadToEndAsync(Ct);
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            timeout.CancelAfter(TimeSpan.FromSeconds(90));
+            await process.WaitForExitAsync(timeout.Token);
+            return await stdout;
+        }
+        finally
+        {
+            Directory.Delete(profile, recursive: true);
+        }
+    }
+
+    private void Require()
+    {
+        var missing = new[] { "/usr/bin/redis-server", Chromium }.Where(p => !File.Exists(p)).ToList();
+        if (missing.Count > 0)
+        {
+            var message = $"Dashboard tests need {string.Join(" and ", missing)}: apt-get install -y redis-server chromium (.ci/run does).";
+            if (Environment.GetEnvironmentVariable("CI") == "true")
+            {
+                Assert.Fail(message);
+            }
+            Assert.Skip(message);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_host is not null)
+        {
+            _host.Terminate();
+            await _host.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            _host.Dispose();
+        }
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    [GeneratedRegex(@"http://127\.0\.0\.1:\d+/login\?t=[0-9a-f]+")]
+    private static partial Regex LoginRegex();
+
+    [GeneratedRegex(@"t=([0-9a-f]+)")]
+    private static partial Regex TokenRegex();
+}
