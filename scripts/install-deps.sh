@@ -2,12 +2,13 @@
 # Installs the Debian packages the platform and its tests need, when they are missing:
 #   redis-server                          coordination (the AppHost starts it; the tests too)
 #   python3-grpcio python3-grpc-tools     Google's gRPC implementation, the interop reference in the tests
+#   chromium                              the headless browser the dashboard tests drive
 # Usage: scripts/install-deps.sh [runtime|test]   (default: test, which includes runtime)
 set -euo pipefail
 what=${1:-test}
 packages=(redis-server)
 if [ "$what" = test ]; then
-  packages+=(python3-grpcio python3-grpc-tools)
+  packages+=(python3-grpcio python3-grpc-tools chromium)
 fi
 missing=()
 for p in "${packages[@]}"; do
