@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using TuningPlatform.Coordination;
 using TuningPlatform.Grpc.Server;
 
 namespace TuningPlatform.ServiceDefaults;
@@ -20,7 +21,8 @@ namespace TuningPlatform.ServiceDefaults;
 /// <item><c>Grpc:Url</c> (or <c>ASPNETCORE_URLS</c>) — where to listen; default <c>http://127.0.0.1:{defaultPort}</c>.</item>
 /// <item><c>Grpc:ApiKey</c> — required when listening on a non-loopback address.</item>
 /// <item><c>Grpc:MaxReceiveMessageSize</c>, <c>Grpc:EnableDetailedErrors</c>, <c>Grpc:ResponseCompressionAlgorithm</c>.</item>
-/// <item><c>ConnectionStrings:redis</c>, <c>services:&lt;name&gt;:grpc:0</c> — injected by the AppHost.</item>
+/// <item><c>ConnectionStrings:redis</c>, <c>services:&lt;name&gt;:grpc:0</c> — injected by the AppHost; with a Redis
+/// connection string the service's health follows Redis (NOT_SERVING while it does not answer PING).</item>
 /// </list>
 /// </remarks>
 public static class ServiceDefaultsExtensions
@@ -49,7 +51,14 @@ public static class ServiceDefaultsExtensions
             kestrel.AddServerHeader = false;
         });
 
-        builder.Services.AddHealthChecks();
+        var health = builder.Services.AddHealthChecks();
+        if (!string.IsNullOrEmpty(builder.Configuration[CoordinationOptions.ConnectionStringKey]))
+        {
+            // A service that coordinates through Redis is not serving while Redis is away.
+            builder.Services.AddSingleton(CoordinationOptions.FromSettings(key => builder.Configuration[key]));
+            builder.Services.AddSingleton<RedisConnectionProvider>();
+            health.AddCheck<RedisHealthCheck>("redis");
+        }
         builder.Services.AddHostedService<ParentProcessWatcher>();
         builder.Services.AddGrpc(options => builder.Configuration.GetSection("Grpc").Bind(options));
         return builder;
