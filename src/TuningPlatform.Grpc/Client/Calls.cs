@@ -3,22 +3,18 @@ using Google.Protobuf;
 
 namespace TuningPlatform.Grpc.Client;
 
-/// <summary>A unary call in flight: await it for the response; headers, status and trailers are readable too.</summary>
-public sealed class AsyncUnaryCall<TResponse> : IDisposable
+/// <summary>What every call in flight shares: response headers, the final status and trailers, and cancel-on-dispose.</summary>
+public abstract class AsyncCallBase : IDisposable
 {
     private readonly IDisposable _call;
 
-    internal AsyncUnaryCall(Task<TResponse> response, Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
+    private protected AsyncCallBase(Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
     {
-        ResponseAsync = response;
         ResponseHeadersAsync = headers;
         GetStatus = status;
         GetTrailers = trailers;
         _call = call;
     }
-
-    /// <summary>The response; faults with <see cref="RpcException"/> on a non-OK status.</summary>
-    public Task<TResponse> ResponseAsync { get; }
 
     /// <summary>The response headers.</summary>
     public Task<Metadata> ResponseHeadersAsync { get; }
@@ -29,56 +25,45 @@ public sealed class AsyncUnaryCall<TResponse> : IDisposable
     /// <summary>The trailers, once the call has finished.</summary>
     public Func<Metadata> GetTrailers { get; }
 
+    /// <summary>Cancels the call if it has not finished.</summary>
+    public void Dispose()
+    {
+        _call.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>A unary call in flight: await it for the response.</summary>
+public sealed class AsyncUnaryCall<TResponse> : AsyncCallBase
+{
+    internal AsyncUnaryCall(Task<TResponse> response, Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
+        : base(headers, status, trailers, call) => ResponseAsync = response;
+
+    /// <summary>The response; faults with <see cref="RpcException"/> on a non-OK status.</summary>
+    public Task<TResponse> ResponseAsync { get; }
+
     /// <summary>Awaits the response.</summary>
     public TaskAwaiter<TResponse> GetAwaiter() => ResponseAsync.GetAwaiter();
-
-    /// <summary>Cancels the call if it has not finished.</summary>
-    public void Dispose() => _call.Dispose();
 }
 
 /// <summary>A server-streaming call in flight.</summary>
-public sealed class AsyncServerStreamingCall<TResponse> : IDisposable
+public sealed class AsyncServerStreamingCall<TResponse> : AsyncCallBase
 {
-    private readonly IDisposable _call;
-
     internal AsyncServerStreamingCall(IAsyncStreamReader<TResponse> responses, Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
-    {
-        ResponseStream = responses;
-        ResponseHeadersAsync = headers;
-        GetStatus = status;
-        GetTrailers = trailers;
-        _call = call;
-    }
+        : base(headers, status, trailers, call) => ResponseStream = responses;
 
     /// <summary>The response messages; MoveNext throws <see cref="RpcException"/> on a non-OK status.</summary>
     public IAsyncStreamReader<TResponse> ResponseStream { get; }
-
-    /// <summary>The response headers.</summary>
-    public Task<Metadata> ResponseHeadersAsync { get; }
-
-    /// <summary>The status, once the stream has ended.</summary>
-    public Func<Status> GetStatus { get; }
-
-    /// <summary>The trailers, once the stream has ended.</summary>
-    public Func<Metadata> GetTrailers { get; }
-
-    /// <summary>Cancels the call if it has not finished.</summary>
-    public void Dispose() => _call.Dispose();
 }
 
 /// <summary>A client-streaming call in flight.</summary>
-public sealed class AsyncClientStreamingCall<TRequest, TResponse> : IDisposable
+public sealed class AsyncClientStreamingCall<TRequest, TResponse> : AsyncCallBase
 {
-    private readonly IDisposable _call;
-
     internal AsyncClientStreamingCall(IClientStreamWriter<TRequest> requests, Task<TResponse> response, Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
+        : base(headers, status, trailers, call)
     {
         RequestStream = requests;
         ResponseAsync = response;
-        ResponseHeadersAsync = headers;
-        GetStatus = status;
-        GetTrailers = trailers;
-        _call = call;
     }
 
     /// <summary>Write requests here, then <see cref="IClientStreamWriter{T}.CompleteAsync"/>.</summary>
@@ -87,35 +72,18 @@ public sealed class AsyncClientStreamingCall<TRequest, TResponse> : IDisposable
     /// <summary>The response, after the request stream completes.</summary>
     public Task<TResponse> ResponseAsync { get; }
 
-    /// <summary>The response headers.</summary>
-    public Task<Metadata> ResponseHeadersAsync { get; }
-
-    /// <summary>The status, once the call has finished.</summary>
-    public Func<Status> GetStatus { get; }
-
-    /// <summary>The trailers, once the call has finished.</summary>
-    public Func<Metadata> GetTrailers { get; }
-
     /// <summary>Awaits the response.</summary>
     public TaskAwaiter<TResponse> GetAwaiter() => ResponseAsync.GetAwaiter();
-
-    /// <summary>Cancels the call if it has not finished.</summary>
-    public void Dispose() => _call.Dispose();
 }
 
 /// <summary>A bidirectional call in flight.</summary>
-public sealed class AsyncDuplexStreamingCall<TRequest, TResponse> : IDisposable
+public sealed class AsyncDuplexStreamingCall<TRequest, TResponse> : AsyncCallBase
 {
-    private readonly IDisposable _call;
-
     internal AsyncDuplexStreamingCall(IClientStreamWriter<TRequest> requests, IAsyncStreamReader<TResponse> responses, Task<Metadata> headers, Func<Status> status, Func<Metadata> trailers, IDisposable call)
+        : base(headers, status, trailers, call)
     {
         RequestStream = requests;
         ResponseStream = responses;
-        ResponseHeadersAsync = headers;
-        GetStatus = status;
-        GetTrailers = trailers;
-        _call = call;
     }
 
     /// <summary>Write requests here, then complete.</summary>
@@ -123,18 +91,6 @@ public sealed class AsyncDuplexStreamingCall<TRequest, TResponse> : IDisposable
 
     /// <summary>The response messages.</summary>
     public IAsyncStreamReader<TResponse> ResponseStream { get; }
-
-    /// <summary>The response headers.</summary>
-    public Task<Metadata> ResponseHeadersAsync { get; }
-
-    /// <summary>The status, once the response stream has ended.</summary>
-    public Func<Status> GetStatus { get; }
-
-    /// <summary>The trailers, once the response stream has ended.</summary>
-    public Func<Metadata> GetTrailers { get; }
-
-    /// <summary>Cancels the call if it has not finished.</summary>
-    public void Dispose() => _call.Dispose();
 }
 
 /// <summary>Adapts a call's response stream to <see cref="IAsyncStreamReader{T}"/>.</summary>

@@ -35,6 +35,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     private Metadata? _trailers;
     private bool _deadlineExceeded;
     private int _disposed;
+    private int _readers;
 
     public GrpcCall(GrpcChannel channel, Method<TRequest, TResponse> method, CallOptions options)
     {
@@ -333,9 +334,29 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     /// <summary>Reads up to <paramref name="count"/> bytes into the start of the buffer; fewer only at the end of the stream.</summary>
     private async ValueTask<int> FillAsync(Stream stream, int count, CancellationToken cancellationToken)
     {
+        // Dispose returns the pooled buffer only when no read holds it (see Dispose).
+        Interlocked.Increment(ref _readers);
+        try
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) == 1, this);
+            return await FillCoreAsync(stream, count, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _readers);
+        }
+    }
+
+    private async ValueTask<int> FillCoreAsync(Stream stream, int count, CancellationToken cancellationToken)
+    {
         if (_buffer.Length < count)
         {
-            _buffer = new byte[Math.Max(count, Math.Min(_buffer.Length * 2, 64 * 1024 * 1024))];
+            // Pooled: a call reads into one buffer, returned when the call is disposed (messages copy out of it).
+            if (_buffer.Length > 0)
+            {
+                ArrayPool<byte>.Shared.Return(_buffer);
+            }
+            _buffer = ArrayPool<byte>.Shared.Rent(Math.Max(count, 4096));
         }
         var total = 0;
         while (total < count)
@@ -487,6 +508,11 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
         _deadlineCts?.Dispose();
         _response?.Dispose();
         _cts.Dispose();
+        if (_buffer.Length > 0 && Volatile.Read(ref _readers) == 0)
+        {
+            ArrayPool<byte>.Shared.Return(_buffer);
+            _buffer = [];
+        }
     }
 
     /// <summary>The request body of a client-streaming or bidirectional call: messages go out as they are written.</summary>
