@@ -81,7 +81,8 @@ async def client(pb, port, seconds):
                                    response_deserializer=pb.EchoResponse.FromString)
         stream = channel.unary_stream("/%s/StreamOut" % SERVICE, request_serializer=pb.StreamRequest.SerializeToString,
                                       response_deserializer=pb.EchoResponse.FromString)
-        await unary(echo, pb, 1, 1.0)  # warm-up
+        await unary(echo, pb, 1, 0.5)  # warm-up
+        await unary(echo, pb, 64, 0.5)
         results = {"unary_1": await unary(echo, pb, 1, seconds), "unary_64": await unary(echo, pb, 64, seconds)}
         count = 0
         started = time.perf_counter()
