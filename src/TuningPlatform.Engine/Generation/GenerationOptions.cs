@@ -30,6 +30,12 @@ public sealed record GenerationOptions
     /// <summary>Token ids that end generation (null: the model's EOS ids).</summary>
     public IReadOnlyList<int>? StopTokenIds { get; init; }
 
+    /// <summary>Return the log-probability of each chosen token (under the model's raw distribution, before penalties and temperature).</summary>
+    public bool Logprobs { get; init; }
+
+    /// <summary>With <see cref="Logprobs"/>: also return this many most likely alternatives per position (0–20).</summary>
+    public int TopLogprobs { get; init; }
+
     /// <summary>Prepend BOS when encoding a text prompt (through the tokenizer's post-processor).</summary>
     public bool AddSpecialTokens { get; init; } = true;
 
@@ -61,6 +67,11 @@ public sealed record GenerationOptions
             throw new ArgumentOutOfRangeException(nameof(MinP), MinP, "must be in [0, 1]");
         }
 
+        if (TopLogprobs is < 0 or > Generation.Logprobs.MaxTop)
+        {
+            throw new ArgumentOutOfRangeException(nameof(TopLogprobs), TopLogprobs, $"must be in [0, {Generation.Logprobs.MaxTop}]");
+        }
+
         if (RepetitionPenalty <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(RepetitionPenalty), RepetitionPenalty, "must be > 0");
@@ -82,6 +93,9 @@ public enum FinishReason
 
     /// <summary>The model's context is full.</summary>
     ContextFull,
+
+    /// <summary>The caller cancelled the sequence (batched decoding).</summary>
+    Cancelled,
 }
 
 /// <summary>The outcome of one generation.</summary>
@@ -93,6 +107,9 @@ public sealed record GenerationResult(
     TimeSpan TimeToFirstToken,
     TimeSpan Elapsed)
 {
+    /// <summary>Per generated token: its log-probability and the top alternatives, when requested.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs { get; init; }
+
     /// <summary>Generated tokens per second after the first (decode speed).</summary>
     public double DecodeTokensPerSecond => TokenIds.Length > 1 && Elapsed > TimeToFirstToken
         ? (TokenIds.Length - 1) / (Elapsed - TimeToFirstToken).TotalSeconds

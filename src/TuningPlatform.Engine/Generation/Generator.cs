@@ -45,7 +45,7 @@ public sealed class Generator
         var state = _model.CreateState(maxSequence);
         var logits = new float[vocab];
         var sampler = new Sampler(options, vocab);
-        var stopIds = options.StopTokenIds ?? _model.Config.EosTokenIds ?? (_tokenizer.EosTokenId is int e ? [e] : []);
+        var stopIds = StopIds(options);
         var context = new List<int>(maxSequence);
         context.AddRange(promptIds);
         var generated = new List<int>(options.MaxNewTokens);
@@ -54,11 +54,13 @@ public sealed class Generator
         var emitted = 0;
         var finish = FinishReason.Length;
         var firstToken = TimeSpan.Zero;
+        var logprobs = options.Logprobs ? new List<TokenLogprob>(options.MaxNewTokens) : null;
 
         _model.Forward(state, context.ToArray(), logits);
         while (generated.Count < options.MaxNewTokens)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            var raw = logprobs is null ? null : (float[])logits.Clone();
             var next = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(context));
             if (generated.Count == 0)
             {
@@ -73,6 +75,7 @@ public sealed class Generator
 
             generated.Add(next);
             context.Add(next);
+            logprobs?.Add(Logprobs.Compute(raw, next, options.TopLogprobs));
             text.Append(stream.Push(next));
             if (StopAt(text, options.StopStrings) is int cut)
             {
@@ -107,10 +110,16 @@ public sealed class Generator
         }
 
         Emit(text, emitted, options.StopStrings, onText, final: true);
-        return new GenerationResult(promptIds.ToArray(), generated.ToArray(), text.ToString(), finish, firstToken, clock.Elapsed);
+        return new GenerationResult(promptIds.ToArray(), generated.ToArray(), text.ToString(), finish, firstToken, clock.Elapsed) { Logprobs = logprobs };
     }
 
-    private static int? StopAt(System.Text.StringBuilder text, IReadOnlyList<string> stops)
+    // Explicit stop ids, else generation_config.json's EOS ids (which may list several), else config.json's, else the tokenizer's.
+    internal IReadOnlyList<int> StopIds(GenerationOptions options) => StopIds(_model, _tokenizer, options);
+
+    internal static IReadOnlyList<int> StopIds(LlamaModel model, Tokenizer? tokenizer, GenerationOptions options) =>
+        options.StopTokenIds ?? model.GenerationConfig?.EosTokenIds ?? model.Config.EosTokenIds ?? (tokenizer?.EosTokenId is int e ? [e] : []);
+
+    internal static int? StopAt(System.Text.StringBuilder text, IReadOnlyList<string> stops)
     {
         if (stops.Count == 0)
         {
@@ -132,7 +141,7 @@ public sealed class Generator
     }
 
     // Emits text[emitted..] except a tail that is a prefix of some stop string (unless final).
-    private static int Emit(System.Text.StringBuilder text, int emitted, IReadOnlyList<string> stops, Action<string>? onText, bool final)
+    internal static int Emit(System.Text.StringBuilder text, int emitted, IReadOnlyList<string> stops, Action<string>? onText, bool final)
     {
         var end = text.Length;
         if (!final)

@@ -10,8 +10,11 @@
 //   Gemm   — blocked and packed: W is packed per (KC × NR) panel into k-major order so a register tile of
 //            MR rows × NR columns (6 × 32 with Vector512, 6 × 16 with Vector256) is updated with broadcast
 //            FMAs; panels are split across the worker pool. For M ≥ 2 (prefill, training).
-//   MatVec — M = 1 (decode): one dot product per output row, rows split across the worker pool; memory
-//            bound, so it streams W once.
+//   MatVec — M ≤ 8 (decode, batched decode): for each row of W, its dot product with every row of A while
+//            the W row sits in L1; rows of W split across the worker pool. Memory bound, so it streams W
+//            once per call whatever M is, and skips GEMM's packing.
+// Each fast kernel also takes W in bf16 (W16 [N, K] as raw ushort bits): elements are widened to fp32 as
+// they are loaded (bits << 16), so compute stays fp32 while decode reads half the bytes.
 // Reference: llm.c matmul_forward; BLIS's GotoBLAS loop structure for the packed kernel.
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
@@ -27,6 +30,9 @@ public static unsafe class MatMul
     private const int Kc = 256;
     // Below about a megabyte of weights, waking a worker costs more than the work it takes over.
     private const int MinParallelWork = 1 << 18;
+
+    // Up to this many rows, decode-style matrix-vector beats packing W for the GEMM.
+    private const int MaxMatVecRows = 8;
 
     [ThreadStatic]
     private static float[]? _packed;
@@ -50,12 +56,51 @@ public static unsafe class MatMul
         }
     }
 
-    /// <summary>Fast kernel: matrix-vector for one row, packed GEMM otherwise.</summary>
+    /// <summary>Reference kernel for bf16 weights: widens W and runs <see cref="Naive"/>.</summary>
+    public static void NaiveBf16(ReadOnlySpan<float> a, ReadOnlySpan<ushort> w16, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k)
+    {
+        var w = new float[w16.Length];
+        for (var i = 0; i < w.Length; i++)
+        {
+            w[i] = BitConverter.Int32BitsToSingle(w16[i] << 16);
+        }
+
+        Naive(a, w, bias, c, m, n, k);
+    }
+
+    /// <summary>Fast kernel with bf16 weights: matrix-vector for one row, packed GEMM otherwise.</summary>
+    public static void ForwardBf16(ReadOnlySpan<float> a, ReadOnlySpan<ushort> w16, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k, WorkerPool? pool = null)
+    {
+        if (a.Length < (long)m * k || w16.Length < (long)n * k || c.Length < (long)m * n || (!bias.IsEmpty && bias.Length < n))
+        {
+            throw new ArgumentException($"matmul shapes: A needs {(long)m * k} (has {a.Length}), W {(long)n * k} ({w16.Length}), C {(long)m * n} ({c.Length}), bias {n} or none ({bias.Length})");
+        }
+
+        pool ??= WorkerPool.Shared;
+        fixed (float* pa = a, pb = bias, pc = c)
+        fixed (ushort* pw = w16)
+        {
+            if (m <= MaxMatVecRows)
+            {
+                RunMatVec(pa, null, pw, bias.IsEmpty ? null : pb, pc, m, n, k, pool);
+            }
+            else
+            {
+                RunGemm(pa, null, pw, bias.IsEmpty ? null : pb, pc, m, n, k, pool);
+            }
+        }
+    }
+
+    /// <summary>Fast kernel: matrix-vector for up to 8 rows (decode), packed GEMM otherwise.</summary>
     public static void Forward(ReadOnlySpan<float> a, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k, WorkerPool? pool = null)
     {
-        if (m == 1)
+        if (m <= MaxMatVecRows)
         {
-            MatVec(a, w, bias, c, n, k, pool);
+            CheckShapes(a, w, bias, c, m, n, k);
+            fixed (float* pa = a, pw = w, pb = bias, pc = c)
+            {
+                RunMatVec(pa, pw, null, bias.IsEmpty ? null : pb, pc, m, n, k, pool ?? WorkerPool.Shared);
+            }
         }
         else
         {
@@ -70,16 +115,23 @@ public static unsafe class MatMul
         pool ??= WorkerPool.Shared;
         fixed (float* px = x, pw = w, pb = bias, py = y)
         {
-            var job = MatVecJob.Instance;
-            job.X = px;
-            job.W = pw;
-            job.Bias = bias.IsEmpty ? null : pb;
-            job.Y = py;
-            job.N = n;
-            job.K = k;
-            var chunks = (long)n * k < MinParallelWork ? 1 : pool.Threads * 4;
-            pool.Run(job, chunks);
+            RunMatVec(px, pw, null, bias.IsEmpty ? null : pb, py, 1, n, k, pool);
         }
+    }
+
+    private static void RunMatVec(float* x, float* w, ushort* w16, float* bias, float* y, int m, int n, int k, WorkerPool pool)
+    {
+        var job = MatVecJob.Instance;
+        job.M = m;
+        job.X = x;
+        job.W = w;
+        job.W16 = w16;
+        job.Bias = bias;
+        job.Y = y;
+        job.N = n;
+        job.K = k;
+        var chunks = (long)n * k < MinParallelWork ? 1 : pool.Threads * 4;
+        pool.Run(job, chunks);
     }
 
     /// <summary>Blocked, packed GEMM: C[M,N] = A[M,K]·W[N,K]ᵀ (+ bias); column panels split across the pool.</summary>
@@ -93,22 +145,40 @@ public static unsafe class MatMul
         }
 
         pool ??= WorkerPool.Shared;
-        var nr = Vector512.IsHardwareAccelerated ? 32 : 16;
         fixed (float* pa = a, pw = w, pb = bias, pc = c)
         {
-            var job = GemmJob.Instance;
-            job.A = pa;
-            job.W = pw;
-            job.Bias = bias.IsEmpty ? null : pb;
-            job.C = pc;
-            job.M = m;
-            job.N = n;
-            job.K = k;
-            job.Nr = nr;
-            var panels = (n + nr - 1) / nr;
-            var chunks = (long)m * n * k < MinParallelWork ? 1 : Math.Min(panels, pool.Threads * 4);
-            pool.Run(job, chunks);
+            RunGemm(pa, pw, null, bias.IsEmpty ? null : pb, pc, m, n, k, pool);
         }
+    }
+
+    private static void RunGemm(float* a, float* w, ushort* w16, float* bias, float* c, int m, int n, int k, WorkerPool pool)
+    {
+        if (!Vector256.IsHardwareAccelerated || k == 0)
+        {
+            var wide = new float[(long)n * k];
+            for (var i = 0; i < wide.Length; i++)
+            {
+                wide[i] = w16 != null ? BitConverter.Int32BitsToSingle(w16[i] << 16) : w[i];
+            }
+
+            Naive(new ReadOnlySpan<float>(a, m * k), wide, bias == null ? default : new ReadOnlySpan<float>(bias, n), new Span<float>(c, m * n), m, n, k);
+            return;
+        }
+
+        var nr = Vector512.IsHardwareAccelerated ? 32 : 16;
+        var job = GemmJob.Instance;
+        job.A = a;
+        job.W = w;
+        job.W16 = w16;
+        job.Bias = bias;
+        job.C = c;
+        job.M = m;
+        job.N = n;
+        job.K = k;
+        job.Nr = nr;
+        var panels = (n + nr - 1) / nr;
+        var chunks = (long)m * n * k < MinParallelWork ? 1 : Math.Min(panels, pool.Threads * 4);
+        pool.Run(job, chunks);
     }
 
     private static void CheckShapes(ReadOnlySpan<float> a, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k)
@@ -126,8 +196,10 @@ public static unsafe class MatMul
 
         public float* X;
         public float* W;
+        public ushort* W16;
         public float* Bias;
         public float* Y;
+        public int M;
         public int N;
         public int K;
 
@@ -138,12 +210,60 @@ public static unsafe class MatMul
         {
             var start = (int)((long)N * chunk / chunkCount);
             var end = (int)((long)N * (chunk + 1) / chunkCount);
-            var x = new ReadOnlySpan<float>(X, K);
             for (var j = start; j < end; j++)
             {
-                var dot = TensorPrimitives.Dot(x, new ReadOnlySpan<float>(W + (long)j * K, K));
-                Y[j] = Bias == null ? dot : dot + Bias[j];
+                // Row j of W is read from memory once; the other M − 1 dot products find it in L1.
+                var b = Bias == null ? 0f : Bias[j];
+                for (var r = 0; r < M; r++)
+                {
+                    var dot = W16 != null
+                        ? DotBf16(X + (long)r * K, W16 + (long)j * K, K)
+                        : TensorPrimitives.Dot(new ReadOnlySpan<float>(X + (long)r * K, K), new ReadOnlySpan<float>(W + (long)j * K, K));
+                    Y[(long)r * N + j] = dot + b;
+                }
             }
+        }
+
+        // dot(x, widen(w16)): 32 bf16 per step, widened by a 16-bit shift into two fp32 vectors.
+        private static float DotBf16(float* x, ushort* w, int k)
+        {
+            var i = 0;
+            var sum = 0f;
+            if (Vector512.IsHardwareAccelerated && k >= 32)
+            {
+                Vector512<float> acc0 = default, acc1 = default;
+                for (; i <= k - 32; i += 32)
+                {
+                    var raw = Vector512.Load(w + i);
+                    var lo = Vector512.ShiftLeft(Vector512.WidenLower(raw), 16).AsSingle();
+                    var hi = Vector512.ShiftLeft(Vector512.WidenUpper(raw), 16).AsSingle();
+                    acc0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), lo, acc0);
+                    acc1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), hi, acc1);
+                }
+
+                sum = Vector512.Sum(acc0 + acc1);
+            }
+            else if (Vector256.IsHardwareAccelerated && k >= 16)
+            {
+                Vector256<float> acc0 = default, acc1 = default;
+                for (; i <= k - 16; i += 16)
+                {
+                    var raw = Vector256.Load(w + i);
+                    var lo = Vector256.ShiftLeft(Vector256.WidenLower(raw), 16).AsSingle();
+                    var hi = Vector256.ShiftLeft(Vector256.WidenUpper(raw), 16).AsSingle();
+                    acc0 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), lo, acc0);
+                    acc1 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 8), hi, acc1);
+                }
+
+                sum = Vector256.Sum(acc0 + acc1);
+            }
+
+            for (; i < k; i++)
+            {
+                sum += x[i] * BitConverter.Int32BitsToSingle(w[i] << 16);
+            }
+
+            return sum;
         }
     }
 
@@ -154,6 +274,7 @@ public static unsafe class MatMul
 
         public float* A;
         public float* W;
+        public ushort* W16;
         public float* Bias;
         public float* C;
         public int M;
@@ -240,7 +361,15 @@ public static unsafe class MatMul
         {
             for (var j = 0; j < Nr; j++)
             {
-                if (j < nb)
+                if (j < nb && W16 != null)
+                {
+                    var src = W16 + (long)(n0 + j) * K + k0;
+                    for (var kk = 0; kk < kc; kk++)
+                    {
+                        packed[kk * Nr + j] = BitConverter.Int32BitsToSingle(src[kk] << 16);
+                    }
+                }
+                else if (j < nb)
                 {
                     var src = W + (long)(n0 + j) * K + k0;
                     for (var kk = 0; kk < kc; kk++)

@@ -217,7 +217,7 @@ public sealed record LlamaConfig
     }
 
     /// <summary>Reads an int or an int array as int[].</summary>
-    private sealed class IntOrArrayConverter : JsonConverter<int[]>
+    internal sealed class IntOrArrayConverter : JsonConverter<int[]>
     {
         public override int[]? Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
         {

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.IO;
 using TuningPlatform.Engine.Ops;
 using TuningPlatform.Engine.Threading;
@@ -21,6 +22,16 @@ public sealed record LlamaLayerParameters(
     Parameter WUp,
     Parameter WDown);
 
+/// <summary>How to hold a model in memory.</summary>
+public sealed record ModelLoadOptions
+{
+    /// <summary>
+    /// Storage of the weight matrices (embeddings, projections, head). BFloat16 halves their memory and
+    /// the bytes decode reads per token; norms and biases stay fp32, and compute is fp32 either way.
+    /// </summary>
+    public ParameterDType WeightDType { get; init; } = ParameterDType.Float32;
+}
+
 /// <summary>
 /// A Llama-family decoder (Llama 2/3, TinyLlama, SmolLM2, Mistral, Qwen2): embedding → L × (RMSNorm →
 /// GQA attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual) → RMSNorm → output head.
@@ -29,37 +40,38 @@ public sealed record LlamaLayerParameters(
 /// </summary>
 public sealed class LlamaModel
 {
-    private LlamaModel(LlamaConfig config, int ropePositions)
+    private LlamaModel(LlamaConfig config, int ropePositions, ModelLoadOptions? options = null)
     {
         Config = config;
+        var wt = (options ?? new ModelLoadOptions()).WeightDType;
         var d = config.HiddenSize;
         var qDim = config.NumHeads * config.HeadDim;
         var kvDim = config.NumKeyValueHeads * config.HeadDim;
         var f = config.IntermediateSize;
         var store = new ParameterStore();
-        Embeddings = store.Add("tok_embeddings", config.VocabSize, d);
+        Embeddings = store.Add("tok_embeddings", wt, config.VocabSize, d);
         var layers = new LlamaLayerParameters[config.NumLayers];
         for (var l = 0; l < config.NumLayers; l++)
         {
             var p = $"layers.{l}.";
             layers[l] = new LlamaLayerParameters(
                 store.Add(p + "sa_norm", d),
-                store.Add(p + "attn.q_proj", qDim, d),
-                store.Add(p + "attn.k_proj", kvDim, d),
-                store.Add(p + "attn.v_proj", kvDim, d),
-                store.Add(p + "attn.output_proj", d, qDim),
+                store.Add(p + "attn.q_proj", wt, qDim, d),
+                store.Add(p + "attn.k_proj", wt, kvDim, d),
+                store.Add(p + "attn.v_proj", wt, kvDim, d),
+                store.Add(p + "attn.output_proj", wt, d, qDim),
                 config.QkvBias ? store.Add(p + "attn.q_bias", qDim) : null,
                 config.QkvBias ? store.Add(p + "attn.k_bias", kvDim) : null,
                 config.QkvBias ? store.Add(p + "attn.v_bias", kvDim) : null,
                 config.OutputBias ? store.Add(p + "attn.output_bias", d) : null,
                 store.Add(p + "mlp_norm", d),
-                store.Add(p + "mlp.w1", f, d),
-                store.Add(p + "mlp.w3", f, d),
-                store.Add(p + "mlp.w2", d, f));
+                store.Add(p + "mlp.w1", wt, f, d),
+                store.Add(p + "mlp.w3", wt, f, d),
+                store.Add(p + "mlp.w2", wt, d, f));
         }
 
         FinalNorm = store.Add("norm", d);
-        Output = config.TieWordEmbeddings ? Embeddings : store.Add("output", config.VocabSize, d);
+        Output = config.TieWordEmbeddings ? Embeddings : store.Add("output", wt, config.VocabSize, d);
         store.Allocate();
         Parameters = store;
         Layers = layers;
@@ -87,15 +99,21 @@ public sealed class LlamaModel
     /// <summary>RoPE tables for positions up to max_position_embeddings.</summary>
     public RopeTable Rope { get; }
 
+    /// <summary>Sampling defaults and EOS ids from generation_config.json, when the model directory has one.</summary>
+    public GenerationConfig? GenerationConfig { get; private set; }
+
     /// <summary>Creates a model with zeroed parameters (fill them, or load a checkpoint).</summary>
-    public static LlamaModel Create(LlamaConfig config)
+    public static LlamaModel Create(LlamaConfig config, ModelLoadOptions? options = null)
     {
         config.Validate("config");
-        return new LlamaModel(config, RopePositions(config));
+        return new LlamaModel(config, RopePositions(config), options);
     }
 
-    /// <summary>Loads a Hugging Face model directory: config.json and single or sharded safetensors (F32/F16/BF16).</summary>
-    public static LlamaModel LoadHf(string directory)
+    /// <summary>
+    /// Loads a Hugging Face model directory: config.json, single or sharded safetensors (F32/F16/BF16, converted
+    /// to the storage type <paramref name="options"/> asks for) and generation_config.json when present.
+    /// </summary>
+    public static LlamaModel LoadHf(string directory, ModelLoadOptions? options = null)
     {
         if (!Directory.Exists(directory))
         {
@@ -103,8 +121,12 @@ public sealed class LlamaModel
         }
 
         var config = LlamaConfig.Load(Path.Combine(directory, "config.json"));
-        var model = new LlamaModel(config, RopePositions(config));
+        var model = new LlamaModel(config, RopePositions(config), options)
+        {
+            GenerationConfig = GenerationConfig.FromModelDirectory(directory),
+        };
         using var checkpoint = SafeTensorsCheckpoint.Open(directory);
+        float[]? staging = null;
         foreach (var p in model.Parameters.Parameters)
         {
             var key = HfCheckpointKeys.ToHf(p.Name);
@@ -116,7 +138,21 @@ public sealed class LlamaModel
                     $"tensor '{key}' has shape [{string.Join(", ", info.Shape)}] but config.json implies [{string.Join(", ", p.Shape)}]");
             }
 
-            checkpoint.ReadAsFloat32(key, p.Span);
+            if (p.DType == ParameterDType.Float32)
+            {
+                checkpoint.ReadAsFloat32(key, p.Span);
+            }
+            else
+            {
+                // Narrowed through one fp32 staging buffer, reused across tensors (bf16 sources round-trip exactly).
+                if (staging is null || staging.Length < p.Length)
+                {
+                    staging = new float[p.Length];
+                }
+
+                checkpoint.ReadAsFloat32(key, staging.AsSpan(0, (int)p.Length));
+                p.CopyFrom(staging.AsSpan(0, (int)p.Length));
+            }
         }
 
         return model;
@@ -127,7 +163,8 @@ public sealed class LlamaModel
     {
         Directory.CreateDirectory(directory);
         var entries = Parameters.Parameters
-            .Select(p => new SafeTensorsWriter.Entry(HfCheckpointKeys.ToHf(p.Name), p.Shape.Select(x => (long)x).ToArray(), p.Memory, dtype))
+            .Select(p => new SafeTensorsWriter.Entry(HfCheckpointKeys.ToHf(p.Name), p.Shape.Select(x => (long)x).ToArray(),
+                p.DType == ParameterDType.Float32 ? p.Memory : p.ToFloat32(), dtype))
             .ToList();
         SafeTensorsWriter.Write(Path.Combine(directory, "model.safetensors"), entries, new Dictionary<string, string> { ["format"] = "pt" });
         var configJson = Config with { TorchDType = dtype switch { SafeTensorsDType.BF16 => "bfloat16", SafeTensorsDType.F16 => "float16", _ => "float32" } };
@@ -135,15 +172,75 @@ public sealed class LlamaModel
     }
 
     /// <summary>Allocates the KV cache and activation buffers for sequences up to <paramref name="maxSequence"/> tokens.</summary>
-    public LlamaState CreateState(int maxSequence, int maxChunk = 64, WorkerPool? pool = null) =>
-        new(this, Math.Min(maxSequence, Rope.MaxPositions), maxChunk, pool ?? WorkerPool.Shared);
+    public LlamaState CreateState(int maxSequence, int maxChunk = 64, WorkerPool? pool = null)
+    {
+        var positions = Math.Min(maxSequence, Rope.MaxPositions);
+        return new(this, positions, positions, maxChunk, pool ?? WorkerPool.Shared);
+    }
 
     /// <summary>
     /// Runs <paramref name="tokens"/> at positions state.Cache.Length onwards, appending to the KV cache.
     /// Writes the logits of the last token to <paramref name="logits"/> [V], or of every token [T, V] when
     /// <paramref name="allPositions"/>.
     /// </summary>
-    public void Forward(LlamaState state, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
+    public void Forward(LlamaState state, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false) =>
+        Forward(state, state.Cache, tokens, logits, allPositions);
+
+    /// <summary>
+    /// Decodes one new token for each of several sequences at once: row b is <paramref name="tokens"/>[b] at
+    /// position caches[b].Length of its own cache. The linear layers run as one [B, D] GEMM, so each weight is
+    /// read once per step for all B sequences; attention runs per sequence over its cache. Writes logits [B, V]
+    /// and advances every cache by one. <paramref name="buffers"/> supplies the activations
+    /// (<see cref="CreateBatchBuffers"/>).
+    /// </summary>
+    public void ForwardBatch(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        var b = tokens.Length;
+        var v = Config.VocabSize;
+        if (caches.Count != b)
+        {
+            throw new ArgumentException($"{b} tokens but {caches.Count} caches; one token per sequence", nameof(caches));
+        }
+
+        if (b > buffers.MaxChunk)
+        {
+            throw new ArgumentException($"batch of {b} exceeds the buffers' {buffers.MaxChunk} rows", nameof(tokens));
+        }
+
+        if (logits.Length < b * v)
+        {
+            throw new ArgumentException($"logits needs {b * v} floats, has {logits.Length}", nameof(logits));
+        }
+
+        for (var i = 0; i < b; i++)
+        {
+            if (caches[i].Length >= caches[i].MaxSequence)
+            {
+                throw new InvalidOperationException($"sequence {i} has filled its KV cache of {caches[i].MaxSequence} positions");
+            }
+
+            if (caches[i].MaxSequence > buffers.ScoresSequence)
+            {
+                throw new ArgumentException($"sequence {i} has a cache of {caches[i].MaxSequence} positions; the buffers' attention scratch covers {buffers.ScoresSequence}", nameof(caches));
+            }
+
+            buffers.Positions[i] = caches[i].Length;
+        }
+
+        DecoderLayers(buffers, tokens, null, 0, caches);
+        foreach (var cache in caches)
+        {
+            cache.Length++;
+        }
+
+        Head(buffers, 0, b, logits);
+    }
+
+    /// <summary>Activation buffers for <see cref="ForwardBatch"/>: up to <paramref name="maxBatch"/> rows, attention over up to <paramref name="maxSequence"/> positions; no KV cache of their own.</summary>
+    public LlamaState CreateBatchBuffers(int maxBatch, int maxSequence, WorkerPool? pool = null) =>
+        new(this, 0, Math.Min(maxSequence, Rope.MaxPositions), Math.Max(1, maxBatch), pool ?? WorkerPool.Shared);
+
+    internal void Forward(LlamaState state, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
     {
         var v = Config.VocabSize;
         if (logits.Length < (allPositions ? tokens.Length * v : v))
@@ -151,9 +248,14 @@ public sealed class LlamaModel
             throw new ArgumentException($"logits needs {(allPositions ? tokens.Length * v : v)} floats, has {logits.Length}", nameof(logits));
         }
 
-        if (state.Cache.Length + tokens.Length > state.Cache.MaxSequence)
+        if (cache.Length + tokens.Length > cache.MaxSequence)
         {
-            throw new InvalidOperationException($"sequence of {state.Cache.Length + tokens.Length} tokens exceeds the state's {state.Cache.MaxSequence} positions");
+            throw new InvalidOperationException($"sequence of {cache.Length + tokens.Length} tokens exceeds the cache's {cache.MaxSequence} positions");
+        }
+
+        if (cache.MaxSequence > state.ScoresSequence)
+        {
+            throw new ArgumentException($"a cache of {cache.MaxSequence} positions needs attention scratch the state's buffers ({state.ScoresSequence}) do not have", nameof(cache));
         }
 
         for (var done = 0; done < tokens.Length; done += state.MaxChunk)
@@ -161,11 +263,34 @@ public sealed class LlamaModel
             var n = Math.Min(state.MaxChunk, tokens.Length - done);
             var last = done + n == tokens.Length;
             var chunkLogits = allPositions ? logits.Slice(done * v, n * v) : (last ? logits[..v] : Span<float>.Empty);
-            ForwardChunk(state, tokens.Slice(done, n), chunkLogits, allPositions);
+            ForwardChunk(state, cache, tokens.Slice(done, n), chunkLogits, allPositions);
         }
     }
 
-    private void ForwardChunk(LlamaState s, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    private void ForwardChunk(LlamaState s, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    {
+        var t = tokens.Length;
+        var start = cache.Length;
+        for (var i = 0; i < t; i++)
+        {
+            s.Positions[i] = start + i;
+        }
+
+        DecoderLayers(s, tokens, cache, start, null);
+        cache.Length = start + t;
+        if (logits.IsEmpty)
+        {
+            return;
+        }
+
+        // Only the rows whose logits are wanted go through the final norm and the head.
+        var first = allPositions ? 0 : t - 1;
+        Head(s, first, t - first, logits);
+    }
+
+    // Embedding and the L decoder layers over T rows at s.Positions. Either the T rows are consecutive
+    // positions start.. of one sequence (cache), or row i is the next token of sequence i (caches[i]).
+    private void DecoderLayers(LlamaState s, ReadOnlySpan<int> tokens, KvCache? cache, int start, IReadOnlyList<KvCache>? caches)
     {
         var c = Config;
         var t = tokens.Length;
@@ -177,7 +302,6 @@ public sealed class LlamaModel
         var kvDim = hkv * dh;
         var f = c.IntermediateSize;
         var eps = (float)c.RmsNormEps;
-        var start = s.Cache.Length;
 
         var x = s.X.AsSpan(0, t * d);
         var xn = s.XNorm.AsSpan(0, t * d);
@@ -191,47 +315,64 @@ public sealed class LlamaModel
         var hidden = s.Hidden.AsSpan(0, t * f);
         var rstd = s.Rstd.AsSpan(0, t);
         var positions = s.Positions.AsSpan(0, t);
-        for (var i = 0; i < t; i++)
+
+        if (Embeddings.DType == ParameterDType.BFloat16)
         {
-            positions[i] = start + i;
+            Embedding.Forward(x, tokens, Embeddings.Bf16Span, d);
+        }
+        else
+        {
+            Embedding.Forward(x, tokens, Embeddings.Span, d);
         }
 
-        Embedding.Forward(x, tokens, Embeddings.Span, d);
         for (var l = 0; l < c.NumLayers; l++)
         {
             var w = Layers[l];
             // Attention block: x += Wo · attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x))
             RmsNorm.Forward(xn, rstd, x, w.AttentionNorm.Span, d, eps);
-            Linear.Forward(q, xn, w.Wq.Span, Bias(w.Bq), t, qDim, d);
-            Linear.Forward(k, xn, w.Wk.Span, Bias(w.Bk), t, kvDim, d);
-            Linear.Forward(val, xn, w.Wv.Span, Bias(w.Bv), t, kvDim, d);
+            Linear.Forward(q, xn, w.Wq, Bias(w.Bq), t, qDim, d);
+            Linear.Forward(k, xn, w.Wk, Bias(w.Bk), t, kvDim, d);
+            Linear.Forward(val, xn, w.Wv, Bias(w.Bv), t, kvDim, d);
             Ops.Rope.Forward(q, positions, h, Rope);
             Ops.Rope.Forward(k, positions, hkv, Rope);
-            s.Cache.Write(l, start, k, val, t);
-            Attention.Forward(att, q, s.Cache.Keys[l], s.Cache.Values[l], s.Scores, start, t, h, hkv, dh, s.Cache.MaxSequence, s.Pool);
-            Linear.Forward(proj, att, w.Wo.Span, Bias(w.Bo), t, d, qDim);
+            if (caches is null)
+            {
+                cache!.Write(l, start, k, val, t);
+                Attention.Forward(att, q, cache.Keys[l], cache.Values[l], s.Scores, start, t, h, hkv, dh, cache.MaxSequence, s.Pool);
+            }
+            else
+            {
+                // Each row writes its k/v into its own cache and attends over it alone.
+                for (var i = 0; i < t; i++)
+                {
+                    var rowCache = caches[i];
+                    var pos = rowCache.Length;
+                    rowCache.Write(l, pos, k.Slice(i * kvDim, kvDim), val.Slice(i * kvDim, kvDim), 1);
+                    Attention.Forward(att.Slice(i * qDim, qDim), q.Slice(i * qDim, qDim), rowCache.Keys[l], rowCache.Values[l], s.Scores,
+                        pos, 1, h, hkv, dh, rowCache.MaxSequence, s.Pool);
+                }
+            }
+
+            Linear.Forward(proj, att, w.Wo, Bias(w.Bo), t, d, qDim);
             TensorPrimitives.Add(x, proj, x);
 
             // MLP block: x += W2 · (silu(W1·n(x)) ⊙ W3·n(x))
             RmsNorm.Forward(xn, rstd, x, w.MlpNorm.Span, d, eps);
-            Linear.Forward(gate, xn, w.WGate.Span, default, t, f, d);
-            Linear.Forward(up, xn, w.WUp.Span, default, t, f, d);
+            Linear.Forward(gate, xn, w.WGate, default, t, f, d);
+            Linear.Forward(up, xn, w.WUp, default, t, f, d);
             SwiGlu.Forward(hidden, gate, up);
-            Linear.Forward(proj, hidden, w.WDown.Span, default, t, d, f);
+            Linear.Forward(proj, hidden, w.WDown, default, t, d, f);
             TensorPrimitives.Add(x, proj, x);
         }
+    }
 
-        s.Cache.Length = start + t;
-        if (logits.IsEmpty)
-        {
-            return;
-        }
-
-        // Only the rows whose logits are wanted go through the final norm and the head.
-        var first = allPositions ? 0 : t - 1;
-        var rows = t - first;
-        RmsNorm.Forward(xn[..(rows * d)], rstd, x.Slice(first * d, rows * d), FinalNorm.Span, d, eps);
-        Linear.Forward(logits[..(rows * c.VocabSize)], xn[..(rows * d)], Output.Span, default, rows, c.VocabSize, d);
+    // Final RMSNorm and output head for rows first..first+rows of s.X.
+    private void Head(LlamaState s, int first, int rows, Span<float> logits)
+    {
+        var d = Config.HiddenSize;
+        var xn = s.XNorm.AsSpan(0, rows * d);
+        RmsNorm.Forward(xn, s.Rstd.AsSpan(0, rows), s.X.AsSpan(first * d, rows * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
+        Linear.Forward(logits[..(rows * Config.VocabSize)], xn, Output, default, rows, Config.VocabSize, d);
     }
 
     // RoPE tables cover at most 16k positions: far beyond what CPU generation reaches, and a 128k-position
@@ -244,12 +385,13 @@ public sealed class LlamaModel
 /// <summary>Per-sequence inference state: the KV cache and activation buffers, allocated once.</summary>
 public sealed class LlamaState
 {
-    internal LlamaState(LlamaModel model, int maxSequence, int maxChunk, WorkerPool pool)
+    internal LlamaState(LlamaModel model, int cacheSequence, int scoresSequence, int maxChunk, WorkerPool pool)
     {
         var c = model.Config;
         Pool = pool;
         MaxChunk = Math.Max(1, maxChunk);
-        Cache = new KvCache(c, maxSequence);
+        ScoresSequence = scoresSequence;
+        Cache = new KvCache(c, cacheSequence);
         var t = MaxChunk;
         X = new float[t * c.HiddenSize];
         XNorm = new float[t * c.HiddenSize];
@@ -263,7 +405,7 @@ public sealed class LlamaState
         Hidden = new float[t * c.IntermediateSize];
         Rstd = new float[t];
         Positions = new int[t];
-        Scores = new float[Attention.ScratchLength(maxSequence, pool)];
+        Scores = new float[Attention.ScratchLength(scoresSequence, pool)];
     }
 
     /// <summary>The KV cache; its Length is the number of tokens processed.</summary>
@@ -273,6 +415,8 @@ public sealed class LlamaState
     public int MaxChunk { get; }
 
     internal WorkerPool Pool { get; }
+
+    internal int ScoresSequence { get; }
 
     internal float[] X { get; }
 

@@ -1,18 +1,37 @@
+using TuningPlatform.Engine.IO;
+
 namespace TuningPlatform.Engine.Models;
 
-/// <summary>A named view into a <see cref="ParameterStore"/>: offset and shape within the flat buffer.</summary>
+/// <summary>How a parameter is held in memory. Compute is always fp32; bf16 storage halves the bytes read per token.</summary>
+public enum ParameterDType
+{
+    /// <summary>IEEE fp32 (trainable).</summary>
+    Float32,
+
+    /// <summary>bfloat16, widened to fp32 inside the kernels (frozen weights for inference or a LoRA base).</summary>
+    BFloat16,
+}
+
+/// <summary>A named view into a <see cref="ParameterStore"/>: offset and shape within the flat buffer of its dtype.</summary>
 public sealed class Parameter
 {
     private readonly ParameterStore _store;
 
-    internal Parameter(ParameterStore store, string name, int[] shape, long offset)
+    internal Parameter(ParameterStore store, string name, int[] shape, long offset, ParameterDType dtype)
     {
         _store = store;
         Name = name;
         Shape = shape;
         Offset = offset;
+        DType = dtype;
         Length = shape.Aggregate(1L, (a, b) => a * b);
     }
+
+    /// <summary>Storage type; <see cref="Span"/> needs Float32, <see cref="Bf16Span"/> BFloat16.</summary>
+    public ParameterDType DType { get; }
+
+    /// <summary>Bytes this parameter occupies.</summary>
+    public long ByteSize => Length * (DType == ParameterDType.BFloat16 ? 2 : 4);
 
     /// <summary>Engine name (e.g. layers.0.attn.q_proj); checkpoint names live in <see cref="HfCheckpointKeys"/>.</summary>
     public string Name { get; }
@@ -26,11 +45,65 @@ public sealed class Parameter
     /// <summary>Number of elements.</summary>
     public long Length { get; }
 
-    /// <summary>The values.</summary>
-    public Span<float> Span => _store.Data.AsSpan((int)Offset, (int)Length);
+    /// <summary>The values (fp32 parameters only).</summary>
+    public Span<float> Span => DType == ParameterDType.Float32
+        ? _store.Data.AsSpan((int)Offset, (int)Length)
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in bf16; read it with Bf16Span or CopyTo");
 
-    /// <summary>The values as memory (for writers).</summary>
-    public Memory<float> Memory => _store.Data.AsMemory((int)Offset, (int)Length);
+    /// <summary>The values as memory (fp32 parameters only, for writers).</summary>
+    public Memory<float> Memory => DType == ParameterDType.Float32
+        ? _store.Data.AsMemory((int)Offset, (int)Length)
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in bf16; read it with Bf16Span or CopyTo");
+
+    /// <summary>The raw bf16 values (bf16 parameters only).</summary>
+    public Span<ushort> Bf16Span => DType == ParameterDType.BFloat16
+        ? _store.Bf16Data.AsSpan((int)Offset, (int)Length)
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in fp32; use Span");
+
+    /// <summary>Sets the values from fp32, rounding to nearest-even when stored in bf16.</summary>
+    public void CopyFrom(ReadOnlySpan<float> source)
+    {
+        if (source.Length != Length)
+        {
+            throw new ArgumentException($"parameter '{Name}' has {Length} elements; got {source.Length}", nameof(source));
+        }
+
+        if (DType == ParameterDType.Float32)
+        {
+            source.CopyTo(Span);
+            return;
+        }
+
+        var dst = Bf16Span;
+        for (var i = 0; i < source.Length; i++)
+        {
+            dst[i] = SafeTensorsWriter.ToBFloat16(source[i]);
+        }
+    }
+
+    /// <summary>Widens the values to fp32 into <paramref name="destination"/>.</summary>
+    public void CopyTo(Span<float> destination)
+    {
+        if (DType == ParameterDType.Float32)
+        {
+            Span.CopyTo(destination);
+            return;
+        }
+
+        var src = Bf16Span;
+        for (var i = 0; i < src.Length; i++)
+        {
+            destination[i] = BitConverter.Int32BitsToSingle(src[i] << 16);
+        }
+    }
+
+    /// <summary>The values as a new fp32 array.</summary>
+    public float[] ToFloat32()
+    {
+        var result = new float[Length];
+        CopyTo(result);
+        return result;
+    }
 }
 
 /// <summary>
@@ -42,45 +115,65 @@ public sealed class ParameterStore
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
     private float[] _data = [];
+    private ushort[] _bf16 = [];
     private long _length;
+    private long _bf16Length;
     private bool _sealed;
 
-    /// <summary>The flat buffer (allocated by <see cref="Allocate"/>).</summary>
+    /// <summary>The flat fp32 buffer (allocated by <see cref="Allocate"/>).</summary>
     public float[] Data => _sealed ? _data : throw new InvalidOperationException("parameters are not allocated yet");
+
+    /// <summary>The flat bf16 buffer of parameters declared with <see cref="ParameterDType.BFloat16"/>.</summary>
+    public ushort[] Bf16Data => _sealed ? _bf16 : throw new InvalidOperationException("parameters are not allocated yet");
+
+    /// <summary>Bytes held by both buffers.</summary>
+    public long ByteSize => _length * 4 + _bf16Length * 2;
 
     /// <summary>Parameters in declaration order.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
-    /// <summary>Total element count.</summary>
-    public long Count => _length;
+    /// <summary>Total element count, every dtype.</summary>
+    public long Count => _length + _bf16Length;
 
     /// <summary>Looks a parameter up by engine name.</summary>
     public Parameter this[string name] => _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter '{name}'");
 
-    /// <summary>Declares a parameter; call before <see cref="Allocate"/>.</summary>
-    public Parameter Add(string name, params int[] shape)
+    /// <summary>Declares an fp32 parameter; call before <see cref="Allocate"/>.</summary>
+    public Parameter Add(string name, params int[] shape) => Add(name, ParameterDType.Float32, shape);
+
+    /// <summary>Declares a parameter of the given storage type; call before <see cref="Allocate"/>.</summary>
+    public Parameter Add(string name, ParameterDType dtype, params int[] shape)
     {
         if (_sealed)
         {
             throw new InvalidOperationException("parameters are already allocated");
         }
 
-        var p = new Parameter(this, name, shape, _length);
+        var p = new Parameter(this, name, shape, dtype == ParameterDType.Float32 ? _length : _bf16Length, dtype);
         _parameters.Add(p);
         _byName.Add(name, p);
-        _length += p.Length;
+        if (dtype == ParameterDType.Float32)
+        {
+            _length += p.Length;
+        }
+        else
+        {
+            _bf16Length += p.Length;
+        }
+
         return p;
     }
 
     /// <summary>Allocates the flat buffer for every declared parameter.</summary>
     public void Allocate()
     {
-        if (_length > Array.MaxLength)
+        if (_length > Array.MaxLength || _bf16Length > Array.MaxLength)
         {
-            throw new NotSupportedException($"{_length} parameters exceed one fp32 buffer ({Array.MaxLength}); models this large are out of scope for the CPU engine");
+            throw new NotSupportedException($"{Count} parameters exceed one buffer ({Array.MaxLength}); models this large are out of scope for the CPU engine");
         }
 
         _data = new float[_length];
+        _bf16 = new ushort[_bf16Length];
         _sealed = true;
     }
 }

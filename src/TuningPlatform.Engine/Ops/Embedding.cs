@@ -26,4 +26,25 @@ public static class Embedding
             table.Slice(id * dim, dim).CopyTo(output.Slice(t * dim, dim));
         }
     }
+
+    /// <summary>The same lookup from a bf16 table, widening each row to fp32.</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<int> tokens, ReadOnlySpan<ushort> table, int dim)
+    {
+        var vocab = table.Length / dim;
+        for (var t = 0; t < tokens.Length; t++)
+        {
+            var id = tokens[t];
+            if ((uint)id >= (uint)vocab)
+            {
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} at position {t} is outside the vocabulary [0, {vocab})");
+            }
+
+            var row = table.Slice(id * dim, dim);
+            var dst = output.Slice(t * dim, dim);
+            for (var i = 0; i < dim; i++)
+            {
+                dst[i] = BitConverter.Int32BitsToSingle(row[i] << 16);
+            }
+        }
+    }
 }

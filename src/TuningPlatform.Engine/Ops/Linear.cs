@@ -8,6 +8,7 @@
 // Cached for backward: x (dW = doutᵀ·x, dx = dout·W).
 // Reference: torch.nn.Linear; kernels in Kernels/MatMul.cs.
 using TuningPlatform.Engine.Kernels;
+using TuningPlatform.Engine.Models;
 
 namespace TuningPlatform.Engine.Ops;
 
@@ -17,4 +18,17 @@ public static class Linear
     /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias).</summary>
     public static void Forward(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures) =>
         MatMul.Forward(x, weight, bias, output, rows, outFeatures, inFeatures);
+
+    /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias) with W held as fp32 or bf16.</summary>
+    public static void Forward(Span<float> output, ReadOnlySpan<float> x, Parameter weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures)
+    {
+        if (weight.DType == ParameterDType.BFloat16)
+        {
+            MatMul.ForwardBf16(x, weight.Bf16Span, bias, output, rows, outFeatures, inFeatures);
+        }
+        else
+        {
+            MatMul.Forward(x, weight.Span, bias, output, rows, outFeatures, inFeatures);
+        }
+    }
 }

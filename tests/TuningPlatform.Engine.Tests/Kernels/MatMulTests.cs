@@ -52,6 +52,24 @@ public sealed class MatMulTests
         NumericAssert.AssertClose(actual, expected, 1e-4, 1e-5 * Math.Sqrt(k), $"matvec {n}x{k}");
     }
 
+    [Theory]
+    [InlineData(2, 33, 17)]
+    [InlineData(5, 700, 300)]
+    [InlineData(8, 1000, 288)]
+    public void Forward_FewRowsTakesMatVec_MatchesNaive(int m, int n, int k)
+    {
+        var a = NumericAssert.Random(m * k, 8);
+        var w = NumericAssert.Random(n * k, 9);
+        var bias = NumericAssert.Random(n, 10);
+        var expected = new float[m * n];
+        var actual = new float[m * n];
+        MatMul.Naive(a, w, bias, expected, m, n, k);
+
+        MatMul.Forward(a, w, bias, actual, m, n, k);
+
+        NumericAssert.AssertClose(actual, expected, 1e-4, 1e-5 * Math.Sqrt(k), $"matvec rows {m}x{n}x{k}");
+    }
+
     [Fact]
     public void Gemm_LargeParallel_MatchesNaiveAndOverwritesOutput()
     {

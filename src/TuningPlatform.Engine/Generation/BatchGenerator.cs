@@ -1,0 +1,301 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using System.Text;
+using TuningPlatform.Engine.Models;
+using TuningPlatform.Engine.Threading;
+using TuningPlatform.Engine.Tokenizers;
+
+namespace TuningPlatform.Engine.Generation;
+
+/// <summary>
+/// Decodes several sequences together, one token each per <see cref="Step"/>: every weight matrix is read once
+/// per step for the whole batch (the decode bottleneck is weight bandwidth), while each sequence keeps its own
+/// KV cache, position, sampling options, seed and stop conditions. Sequences join (<see cref="Add(IReadOnlyList{int}, GenerationOptions, Action{string}?)"/>,
+/// which prefills the prompt) and leave (finish or <see cref="Cancel"/>) between steps, which is what an
+/// inference service needs for continuous batching. Not thread-safe: drive it from one loop.
+/// </summary>
+public sealed class BatchGenerator
+{
+    // Prompts are prefilled in chunks of this many tokens through the shared buffers.
+    private const int PrefillRows = 64;
+
+    private readonly LlamaModel _model;
+    private readonly Tokenizer? _tokenizer;
+    private readonly LlamaState _buffers;
+    private readonly float[] _logits;
+    private readonly List<BatchSequence> _active = [];
+    private readonly Stack<KvCache> _freeCaches = new();
+    private readonly List<KvCache> _stepCaches = [];
+    private readonly List<BatchSequence> _stepSequences = [];
+    private readonly int[] _stepTokens;
+    private int _nextId;
+
+    /// <summary>A batch of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxSequence"/> tokens (prompt included).</summary>
+    public BatchGenerator(LlamaModel model, Tokenizer? tokenizer, int maxBatch, int maxSequence, WorkerPool? pool = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxSequence, 2);
+        _model = model;
+        _tokenizer = tokenizer;
+        MaxBatch = maxBatch;
+        MaxSequence = Math.Min(maxSequence, model.Rope.MaxPositions);
+        _buffers = model.CreateBatchBuffers(Math.Max(maxBatch, PrefillRows), MaxSequence, pool);
+        _logits = new float[maxBatch * model.Config.VocabSize];
+        _stepTokens = new int[maxBatch];
+    }
+
+    /// <summary>Most sequences decoded together.</summary>
+    public int MaxBatch { get; }
+
+    /// <summary>Longest sequence (prompt plus generated tokens).</summary>
+    public int MaxSequence { get; }
+
+    /// <summary>Sequences still generating.</summary>
+    public IReadOnlyList<BatchSequence> Active => _active;
+
+    /// <summary>Encodes <paramref name="prompt"/> (needs a tokenizer) and adds it; see <see cref="Add(IReadOnlyList{int}, GenerationOptions, Action{string}?)"/>.</summary>
+    public BatchSequence Add(string prompt, GenerationOptions options, Action<string>? onText = null)
+    {
+        var tokenizer = _tokenizer ?? throw new InvalidOperationException("this batch has no tokenizer; pass prompt ids");
+        return Add(tokenizer.Encode(prompt, options.AddSpecialTokens), options, onText);
+    }
+
+    /// <summary>
+    /// Adds a sequence: prefills its prompt now and samples its first token, which the next <see cref="Step"/>
+    /// feeds back. The returned handle reports tokens, text, logprobs and why it finished.
+    /// </summary>
+    public BatchSequence Add(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null)
+    {
+        options.Validate();
+        if (promptIds.Count == 0)
+        {
+            throw new ArgumentException("the prompt has no tokens; pass text or at least a BOS id", nameof(promptIds));
+        }
+
+        if (promptIds.Count >= MaxSequence)
+        {
+            throw new ArgumentException($"the prompt has {promptIds.Count} tokens; this batch holds sequences of {MaxSequence}", nameof(promptIds));
+        }
+
+        if (_active.Count == MaxBatch)
+        {
+            throw new InvalidOperationException($"the batch is full ({MaxBatch} sequences); wait for one to finish");
+        }
+
+        var cache = _freeCaches.Count > 0 ? _freeCaches.Pop() : new KvCache(_model.Config, MaxSequence);
+        cache.Reset();
+        var sequence = new BatchSequence(this, _nextId++, promptIds, options, cache, onText,
+            Generator.StopIds(_model, _tokenizer, options), new Sampler(options, _model.Config.VocabSize));
+        var logits = _logits.AsSpan(0, _model.Config.VocabSize);
+        _model.Forward(_buffers, cache, sequence.Context.ToArray(), logits);
+        _active.Add(sequence);
+        Accept(sequence, logits);
+        return sequence;
+    }
+
+    /// <summary>Decodes one token for every active sequence; returns whether any are still active.</summary>
+    public bool Step(CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        if (_active.Count == 0)
+        {
+            return false;
+        }
+
+        _stepCaches.Clear();
+        _stepSequences.Clear();
+        for (var i = 0; i < _active.Count; i++)
+        {
+            _stepTokens[i] = _active[i].Pending;
+            _stepCaches.Add(_active[i].Cache);
+            _stepSequences.Add(_active[i]);
+        }
+
+        var v = _model.Config.VocabSize;
+        var b = _active.Count;
+        _model.ForwardBatch(_buffers, _stepCaches, _stepTokens.AsSpan(0, b), _logits.AsSpan(0, b * v));
+
+        // Over the snapshot: Accept may finish (remove) sequences from _active.
+        for (var i = 0; i < b; i++)
+        {
+            Accept(_stepSequences[i], _logits.AsSpan(i * v, v));
+        }
+
+        return _active.Count > 0;
+    }
+
+    /// <summary>Steps until every active sequence has finished.</summary>
+    public void RunToCompletion(CancellationToken cancellationToken = default)
+    {
+        while (Step(cancellationToken))
+        {
+        }
+    }
+
+    /// <summary>Stops a sequence now (finish reason Cancelled) and frees its slot.</summary>
+    public void Cancel(BatchSequence sequence)
+    {
+        if (!sequence.IsFinished)
+        {
+            Finish(sequence, FinishReason.Cancelled);
+        }
+    }
+
+    // Same order of checks as Generator, so a batched sequence produces exactly what it would alone.
+    private void Accept(BatchSequence s, Span<float> logits)
+    {
+        var raw = s.Options.Logprobs ? logits.ToArray() : null;
+        var next = s.Sampler.Sample(logits, CollectionsMarshal.AsSpan(s.Context));
+        if (s.Generated.Count == 0)
+        {
+            s.TimeToFirstToken = s.Clock.Elapsed;
+        }
+
+        if (s.StopIds.Contains(next))
+        {
+            Finish(s, FinishReason.StopToken);
+            return;
+        }
+
+        s.Generated.Add(next);
+        s.Context.Add(next);
+        if (raw is not null)
+        {
+            s.LogprobList!.Add(Logprobs.Compute(raw, next, s.Options.TopLogprobs));
+        }
+
+        if (s.Stream is not null)
+        {
+            s.TextBuilder.Append(s.Stream.Push(next));
+            if (Generator.StopAt(s.TextBuilder, s.Options.StopStrings) is int cut)
+            {
+                s.TextBuilder.Length = cut;
+                Finish(s, FinishReason.StopString);
+                return;
+            }
+
+            s.Emitted = Generator.Emit(s.TextBuilder, s.Emitted, s.Options.StopStrings, s.OnText, final: false);
+        }
+
+        if (s.Generated.Count == s.Options.MaxNewTokens)
+        {
+            Finish(s, FinishReason.Length);
+            return;
+        }
+
+        if (s.Cache.Length >= s.Cache.MaxSequence)
+        {
+            Finish(s, FinishReason.ContextFull);
+            return;
+        }
+
+        s.Pending = next;
+    }
+
+    private void Finish(BatchSequence s, FinishReason reason)
+    {
+        if (s.Stream is not null && reason != FinishReason.StopString)
+        {
+            s.TextBuilder.Append(s.Stream.Flush());
+            if (Generator.StopAt(s.TextBuilder, s.Options.StopStrings) is int cut)
+            {
+                s.TextBuilder.Length = cut;
+                reason = FinishReason.StopString;
+            }
+        }
+
+        if (s.Stream is not null)
+        {
+            Generator.Emit(s.TextBuilder, s.Emitted, s.Options.StopStrings, s.OnText, final: true);
+        }
+
+        s.FinishReason = reason;
+        s.Elapsed = s.Clock.Elapsed;
+        _active.Remove(s);
+        _freeCaches.Push(s.Cache);
+    }
+
+    internal Tokenizer? Tokenizer => _tokenizer;
+}
+
+/// <summary>One sequence in a <see cref="BatchGenerator"/>: its progress while active, its result once finished.</summary>
+public sealed class BatchSequence
+{
+    internal BatchSequence(BatchGenerator owner, int id, IReadOnlyList<int> promptIds, GenerationOptions options, KvCache cache,
+        Action<string>? onText, IReadOnlyList<int> stopIds, Sampler sampler)
+    {
+        Id = id;
+        PromptIds = promptIds.ToArray();
+        Options = options;
+        Cache = cache;
+        OnText = onText;
+        StopIds = stopIds;
+        Sampler = sampler;
+        Context = new List<int>(PromptIds.Length + options.MaxNewTokens);
+        Context.AddRange(PromptIds);
+        Generated = new List<int>(options.MaxNewTokens);
+        LogprobList = options.Logprobs ? [] : null;
+        Stream = owner.Tokenizer?.CreateStreamDecoder(CollectionsMarshal.AsSpan(Context));
+    }
+
+    /// <summary>Order of arrival in its batch.</summary>
+    public int Id { get; }
+
+    /// <summary>The prompt.</summary>
+    public int[] PromptIds { get; }
+
+    /// <summary>Its own sampling and stopping options.</summary>
+    public GenerationOptions Options { get; }
+
+    /// <summary>Generated ids so far (stop token excluded).</summary>
+    public IReadOnlyList<int> TokenIds => Generated;
+
+    /// <summary>Generated text so far (empty without a tokenizer).</summary>
+    public string Text => TextBuilder.ToString();
+
+    /// <summary>Per-token logprobs when requested, else null.</summary>
+    public IReadOnlyList<TokenLogprob>? Logprobs => LogprobList;
+
+    /// <summary>Why it ended; null while active.</summary>
+    public FinishReason? FinishReason { get; internal set; }
+
+    /// <summary>Whether it has ended.</summary>
+    public bool IsFinished => FinishReason is not null;
+
+    /// <summary>From joining the batch to its first sampled token (the prefill).</summary>
+    public TimeSpan TimeToFirstToken { get; internal set; }
+
+    /// <summary>From joining the batch to finishing.</summary>
+    public TimeSpan Elapsed { get; internal set; }
+
+    internal KvCache Cache { get; }
+
+    internal Action<string>? OnText { get; }
+
+    internal IReadOnlyList<int> StopIds { get; }
+
+    internal Sampler Sampler { get; }
+
+    internal List<int> Context { get; }
+
+    internal List<int> Generated { get; }
+
+    internal List<TokenLogprob>? LogprobList { get; }
+
+    internal TextStreamDecoder? Stream { get; }
+
+    internal StringBuilder TextBuilder { get; } = new();
+
+    internal Stopwatch Clock { get; } = Stopwatch.StartNew();
+
+    internal int Emitted { get; set; }
+
+    internal int Pending { get; set; }
+
+    /// <summary>The outcome in the single-sequence form (valid once finished).</summary>
+    public GenerationResult ToResult() =>
+        new(PromptIds, Generated.ToArray(), Text, FinishReason ?? throw new InvalidOperationException($"sequence {Id} is still generating"), TimeToFirstToken, Elapsed)
+        {
+            Logprobs = LogprobList,
+        };
+}
