@@ -1,0 +1,28 @@
+namespace TuningPlatform.InferenceService;
+
+/// <summary>Settings of the inference service (configuration section <c>Inference</c>, environment <c>Inference__…</c>).</summary>
+public sealed class InferenceOptions
+{
+    /// <summary>Folders whose sub-folders are Hugging Face model directories; the sub-folder name is the model id.
+    /// Default: <c>&lt;data dir&gt;/models</c>.</summary>
+    public List<string> ModelRoots { get; set; } = [];
+
+    /// <summary>Bytes that loaded models and their KV caches may use; past it the least recently used idle,
+    /// unpinned models are unloaded, and what still does not fit answers RESOURCE_EXHAUSTED. Default 8 GiB.</summary>
+    public long MemoryBudgetBytes { get; set; } = 8L << 30;
+
+    /// <summary>Sequences decoded together per model (continuous batching). Default 8.</summary>
+    public int MaxBatch { get; set; } = 8;
+
+    /// <summary>Requests waiting for a batch slot per model before RESOURCE_EXHAUSTED. Default 64.</summary>
+    public int MaxQueue { get; set; } = 64;
+
+    /// <summary>Cap on the context per sequence (prompt + completion). Default 2048 or the model's, whichever is smaller.</summary>
+    public int MaxContext { get; set; } = 2048;
+
+    /// <summary>Load a known model on the first request that names it. Default true.</summary>
+    public bool LoadOnDemand { get; set; } = true;
+
+    /// <summary>max_new_tokens when a request leaves it 0. Default 256.</summary>
+    public int DefaultMaxNewTokens { get; set; } = 256;
+}

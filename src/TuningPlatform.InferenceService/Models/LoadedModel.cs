@@ -1,0 +1,227 @@
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using TuningPlatform.Engine.Generation;
+using TuningPlatform.Engine.Models;
+
+namespace TuningPlatform.InferenceService.Models;
+
+/// <summary>One generation request on its way through a model's decode loop.</summary>
+public sealed class GenerationWork(int[] promptIds, GenerationOptions options, bool stream, CancellationToken cancellationToken)
+{
+    /// <summary>Text deltas, completed when the sequence ends (streaming requests only).</summary>
+    public Channel<string> Deltas { get; } = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+
+    /// <summary>The finished sequence.</summary>
+    public TaskCompletionSource<BatchSequence> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public int[] PromptIds { get; } = promptIds;
+
+    public GenerationOptions Options { get; } = options;
+
+    public bool Stream { get; } = stream;
+
+    public CancellationToken CancellationToken { get; } = cancellationToken;
+
+    /// <summary>When the request was accepted (for queue time and time to first token).</summary>
+    public DateTime AcceptedAt { get; } = DateTime.UtcNow;
+
+    /// <summary>When its prefill began.</summary>
+    public DateTime StartedAt { get; set; }
+
+    internal BatchSequence? Sequence { get; set; }
+}
+
+/// <summary>
+/// A model in memory and its decode loop: one dedicated thread owns the <see cref="BatchGenerator"/>;
+/// waiting requests join the batch between steps, finished and cancelled ones leave it (continuous
+/// batching), and a cancelled request stops within one step.
+/// </summary>
+public sealed class LoadedModel : IAsyncDisposable
+{
+    private readonly Channel<GenerationWork> _queue;
+    private readonly ConcurrentDictionary<GenerationWork, byte> _active = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Thread _thread;
+    private readonly int _maxQueue;
+    private int _queued;
+
+    public LoadedModel(CatalogEntry entry, PretrainedModel model, InferenceOptions options, bool pinned)
+    {
+        Entry = entry;
+        Model = model;
+        Pinned = pinned;
+        ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
+        _maxQueue = options.MaxQueue;
+        _queue = Channel.CreateUnbounded<GenerationWork>(new UnboundedChannelOptions { SingleReader = true });
+        Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength);
+        // The KV caches of a full batch count against the memory budget with the weights.
+        var config = entry.Config;
+        KvCacheBytes = (long)options.MaxBatch * ContextLength * config.NumLayers * 2L * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
+        MemoryBytes = model.Model.Parameters.ByteSize + KvCacheBytes;
+        LoadedAt = LastUsedAt = DateTime.UtcNow;
+        _thread = new Thread(Run) { IsBackground = true, Name = "decode " + entry.Id };
+        _thread.Start();
+    }
+
+    public CatalogEntry Entry { get; }
+
+    public PretrainedModel Model { get; }
+
+    internal BatchGenerator Generator { get; }
+
+    public int ContextLength { get; }
+
+    public long MemoryBytes { get; }
+
+    public long KvCacheBytes { get; }
+
+    public bool Pinned { get; set; }
+
+    public DateTime LoadedAt { get; }
+
+    public DateTime LastUsedAt { get; private set; }
+
+    /// <summary>Sequences being decoded now.</summary>
+    public int ActiveSequences => _active.Count;
+
+    /// <summary>Requests waiting for a batch slot.</summary>
+    public int QueuedRequests => Volatile.Read(ref _queued);
+
+    /// <summary>Tokens generated since load, for throughput figures.</summary>
+    public long GeneratedTokens => Interlocked.Read(ref _generatedTokens);
+
+    private long _generatedTokens;
+
+    /// <summary>Queues a request; false when the queue is full.</summary>
+    public bool TryEnqueue(GenerationWork work)
+    {
+        if (Interlocked.Increment(ref _queued) > _maxQueue)
+        {
+            Interlocked.Decrement(ref _queued);
+            return false;
+        }
+        LastUsedAt = DateTime.UtcNow;
+        if (!_queue.Writer.TryWrite(work))
+        {
+            Interlocked.Decrement(ref _queued);
+            return false;
+        }
+        return true;
+    }
+
+    private void Run()
+    {
+        var token = _stop.Token;
+        try
+        {
+            while (!token.IsCancellationRequested)
+            {
+                // Idle: block until a request arrives.
+                if (_active.IsEmpty && !_queue.Reader.TryPeek(out _))
+                {
+                    if (!_queue.Reader.WaitToReadAsync(token).AsTask().GetAwaiter().GetResult())
+                    {
+                        return;
+                    }
+                }
+                Admit();
+                DropCancelled();
+                if (!_active.IsEmpty)
+                {
+                    Generator.Step(CancellationToken.None);
+                    CollectFinished();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            FailAll(new ObjectDisposedException(Entry.Id, "the model was unloaded"));
+        }
+    }
+
+    private void Admit()
+    {
+        while (Generator.Active.Count < Generator.MaxBatch && _queue.Reader.TryRead(out var work))
+        {
+            Interlocked.Decrement(ref _queued);
+            if (work.CancellationToken.IsCancellationRequested)
+            {
+                work.Completion.TrySetCanceled(work.CancellationToken);
+                work.Deltas.Writer.TryComplete();
+                continue;
+            }
+            work.StartedAt = DateTime.UtcNow;
+            try
+            {
+                Action<string>? onText = work.Stream ? delta => work.Deltas.Writer.TryWrite(delta) : null;
+                work.Sequence = Generator.Add(work.PromptIds, work.Options, onText);
+                _active[work] = 0;
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
+            {
+                work.Completion.TrySetException(ex);
+                work.Deltas.Writer.TryComplete(ex);
+            }
+        }
+        // A sequence can finish during its prefill (a stop token first, or max_new_tokens 1).
+        CollectFinished();
+    }
+
+    private void DropCancelled()
+    {
+        foreach (var work in _active.Keys)
+        {
+            if (work.CancellationToken.IsCancellationRequested && work.Sequence is { IsFinished: false } sequence)
+            {
+                Generator.Cancel(sequence);
+            }
+        }
+    }
+
+    private void CollectFinished()
+    {
+        foreach (var work in _active.Keys)
+        {
+            if (work.Sequence is { IsFinished: true } sequence && _active.TryRemove(work, out _))
+            {
+                Interlocked.Add(ref _generatedTokens, sequence.TokenIds.Count);
+                work.Deltas.Writer.TryComplete();
+                if (sequence.FinishReason == FinishReason.Cancelled)
+                {
+                    work.Completion.TrySetCanceled(work.CancellationToken);
+                }
+                else
+                {
+                    work.Completion.TrySetResult(sequence);
+                }
+            }
+        }
+    }
+
+    private void FailAll(Exception reason)
+    {
+        foreach (var work in _active.Keys)
+        {
+            work.Completion.TrySetException(reason);
+            work.Deltas.Writer.TryComplete(reason);
+        }
+        _active.Clear();
+        while (_queue.Reader.TryRead(out var work))
+        {
+            work.Completion.TrySetException(reason);
+            work.Deltas.Writer.TryComplete(reason);
+        }
+    }
+
+    /// <summary>Stops the decode loop; requests still in it fail with ABORTED.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        _stop.Cancel();
+        await Task.Run(_thread.Join);
+        _stop.Dispose();
+    }
+}

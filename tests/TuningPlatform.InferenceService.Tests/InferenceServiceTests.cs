@@ -1,0 +1,258 @@
+using System.Text.Json;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Inference.V1;
+using TuningPlatform.Grpc;
+using TuningPlatform.Grpc.Client;
+
+namespace TuningPlatform.InferenceService.Tests;
+
+/// <summary>The inference service over real HTTP/2, serving the real stories260K model.</summary>
+[Trait("Category", "Functional")]
+public sealed class InferenceServiceTests
+{
+    private const string Model = "stories260K-hf";
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static CallOptions Options => new() { CancellationToken = Ct, Deadline = DateTime.UtcNow.AddMinutes(2) };
+
+    private static ModelRef Stories => new() { BaseModelId = Model };
+
+    private static GenerateRequest Completion(string prompt, int maxNewTokens, double temperature = 0, long seed = 1) => new()
+    {
+        Model = Stories,
+        Input = new GenerationInput { Completion = new CompletionInput { Prompt = prompt } },
+        Sampling = new SamplingParameters { Temperature = temperature, MaxNewTokens = maxNewTokens, Seed = seed },
+    };
+
+    [Fact]
+    public async Task Generate_GreedyFromBos_ReproducesLlama2cReference()
+    {
+        var reference = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(InferenceServer.RequireModels(), Model, "greedy_reference.json"), Ct)).RootElement;
+        var generated = reference.GetProperty("greedy_ids").GetArrayLength() - reference.GetProperty("prompt_ids").GetArrayLength();
+        await using var server = await InferenceServer.StartAsync();
+        var response = await server.Client.GenerateAsync(Completion("", generated), Options);
+        Assert.Equal(reference.GetProperty("greedy_text").GetString(), response.Text);
+        Assert.Equal(reference.GetProperty("greedy_ids").EnumerateArray().Skip(1).Select(e => e.GetInt32()), response.TokenIds);
+        Assert.Equal(1, response.Usage.PromptTokens);
+        Assert.Equal(generated, response.Usage.CompletionTokens);
+        Assert.Equal(FinishReason.Length, response.FinishReason);
+        Assert.Equal(Model, response.ModelId);
+    }
+
+    [Fact]
+    public async Task GenerateStream_SameRequest_DeltasConcatenateToGenerateTextThenFinal()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var unary = await server.Client.GenerateAsync(Completion("Once upon a time", 60, temperature: 0.8, seed: 7), Options);
+        var request = Completion("Once upon a time", 60, temperature: 0.8, seed: 7);
+        using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
+        var text = "";
+        GenerationFinal? final = null;
+        await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
+        {
+            if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
+            {
+                Assert.Null(final);
+                Assert.NotEmpty(message.Delta.Text);
+                text += message.Delta.Text;
+            }
+            else
+            {
+                final = message.Final;
+            }
+        }
+        Assert.Equal(unary.Text, text);
+        Assert.NotNull(final);
+        Assert.Equal(unary.Usage.CompletionTokens, final.Usage.CompletionTokens);
+        Assert.Equal(7, final.Seed);
+        Assert.True(final.Usage.TimeToFirstTokenMs > 0);
+    }
+
+    [Fact]
+    public async Task Generate_FourConcurrentRequests_SameTextsAsOneAtATime()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var requests = Enumerable.Range(0, 4).Select(i => Completion(i % 2 == 0 ? "Once upon a time" : "Tom had a", 40 + (i * 10), temperature: 0.9, seed: 100 + i)).ToList();
+        var alone = new List<string>();
+        foreach (var request in requests)
+        {
+            alone.Add((await server.Client.GenerateAsync(request, Options)).Text);
+        }
+        var together = await Task.WhenAll(requests.Select(r => server.Client.GenerateAsync(r, Options)));
+        Assert.Equal(alone, together.Select(r => r.Text));
+    }
+
+    [Fact]
+    public async Task GenerateStream_ClientCancels_SequenceLeavesTheBatch()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var request = Completion("Once upon a time", 400, temperature: 1);
+        using (var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, new CallOptions { CancellationToken = cts.Token }))
+        {
+            Assert.True(await call.ResponseStream.MoveNext(Ct));
+            cts.Cancel();
+            await Assert.ThrowsAsync<RpcException>(() => call.ResponseStream.MoveNext(Ct));
+        }
+        var until = DateTime.UtcNow.AddSeconds(10);
+        GetStatusResponse status;
+        do
+        {
+            await Task.Delay(50, Ct);
+            status = await server.Client.GetStatusAsync(new GetStatusRequest(), Options);
+        }
+        while (status.ActiveSequences > 0 && DateTime.UtcNow < until);
+        Assert.Equal(0, status.ActiveSequences);
+        Assert.Equal("alive", (await server.Client.GenerateAsync(Completion("alive", 1), Options)).Usage.CompletionTokens == 1 ? "alive" : "dead");
+    }
+
+    [Fact]
+    public async Task Models_ListLoadUnload_StatesAndMemory()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var listed = await server.Client.ListModelsAsync(new ListModelsRequest(), Options);
+        var entry = Assert.Single(listed.Models, m => m.Id == Model);
+        Assert.Equal(LoadState.Available, entry.State);
+        Assert.Equal(512, entry.VocabSize);
+        var loaded = await server.Client.LoadModelAsync(new LoadModelRequest { Model = Stories, Pinned = true }, Options);
+        Assert.Equal(LoadState.Loaded, loaded.Model.State);
+        Assert.Equal(260_032, loaded.Model.ParameterCount);
+        Assert.True(loaded.Model.Pinned);
+        Assert.True(loaded.Memory.UsedBytes >= 260_032 * 4);
+        Assert.Single((await server.Client.ListModelsAsync(new ListModelsRequest { LoadedOnly = true }, Options)).Models);
+        await server.Client.UnloadModelAsync(new UnloadModelRequest { ModelId = Model }, Options);
+        Assert.Equal(0, (await server.Client.GetStatusAsync(new GetStatusRequest(), Options)).LoadedModels);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.UnloadModelAsync(new UnloadModelRequest { ModelId = Model }, Options));
+        Assert.Equal(StatusCode.NotFound, ex.StatusCode);
+        await server.Client.UnloadModelAsync(new UnloadModelRequest { ModelId = Model, AllowMissing = true }, Options);
+    }
+
+    [Fact]
+    public async Task TokenizeAndCount_Text_AgreeAndRoundTrip()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var tokenized = await server.Client.TokenizeAsync(new TokenizeRequest { ModelId = Model, Input = new TokenizerInput { Text = "Once upon a time" }, AddSpecialTokens = true }, Options);
+        Assert.Equal(1, tokenized.TokenIds[0]);
+        Assert.Equal(tokenized.TokenIds.Count, tokenized.Pieces.Count);
+        var count = await server.Client.CountTokensAsync(new CountTokensRequest
+        {
+            ModelId = Model,
+            AddSpecialTokens = true,
+            Inputs = { new TokenizerInput { Text = "Once upon a time" }, new TokenizerInput { Text = "" } },
+        }, Options);
+        Assert.Equal([tokenized.TokenIds.Count, 1], count.Counts);
+        Assert.Equal(tokenized.TokenIds.Count + 1, count.Total);
+    }
+
+    [Theory]
+    [InlineData("temperature", "sampling.temperature")]
+    [InlineData("top_p", "sampling.top_p")]
+    [InlineData("repetition_penalty", "sampling.repetition_penalty")]
+    [InlineData("top_logprobs", "sampling.top_logprobs")]
+    [InlineData("max_new_tokens", "sampling.max_new_tokens")]
+    public async Task Generate_ParameterOutOfRange_InvalidArgumentNamingIt(string parameter, string field)
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var request = Completion("Once", 10);
+        switch (parameter)
+        {
+            case "temperature":
+                request.Sampling.Temperature = 3;
+                break;
+            case "top_p":
+                request.Sampling.TopP = 0;
+                break;
+            case "repetition_penalty":
+                request.Sampling.RepetitionPenalty = 0.5;
+                break;
+            case "top_logprobs":
+                request.Sampling.TopLogprobs = 21;
+                break;
+            default:
+                request.Sampling.MaxNewTokens = 10_000;
+                break;
+        }
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(request, Options));
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.StartsWith(field + ":", ex.Status.Detail);
+        Assert.Equal(field, ex.Trailers.GetValue("x-error-param"));
+    }
+
+    [Fact]
+    public async Task Generate_PromptLongerThanContext_InvalidArgumentNamingTheLimit()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(Completion(string.Concat(Enumerable.Repeat("Once upon a time. ", 200)), 0), Options));
+        Assert.Equal(StatusCode.InvalidArgument, ex.StatusCode);
+        Assert.Contains("holds 512", ex.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Generate_BadTargets_PreciseStatuses()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var unknown = Completion("x", 1);
+        unknown.Model = new ModelRef { BaseModelId = "no-such-model" };
+        Assert.Equal(StatusCode.NotFound, (await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(unknown, Options))).StatusCode);
+
+        var chat = Completion("x", 1);
+        chat.Input = new GenerationInput { Chat = new ChatInput { Messages = { new ChatMessage { Role = ChatRole.User, Content = "hi" } } } };
+        var noTemplate = await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(chat, Options));
+        Assert.Equal(StatusCode.FailedPrecondition, noTemplate.StatusCode);
+        Assert.Contains("no chat template", noTemplate.Status.Detail);
+
+        var adapter = Completion("x", 1);
+        adapter.Model.AdapterId = "some-adapter";
+        Assert.Equal(StatusCode.Unimplemented, (await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(adapter, Options))).StatusCode);
+
+        var noInput = Completion("x", 1);
+        noInput.Input = null;
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(noInput, Options))).StatusCode);
+    }
+
+    [Fact]
+    public async Task Generate_QueueLimitZero_ResourceExhausted()
+    {
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:MaxQueue"] = "0" });
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(Completion("x", 1), Options));
+        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
+        Assert.Contains("Inference:MaxQueue", ex.Status.Detail);
+    }
+
+    [Fact]
+    public async Task LoadModel_OverMemoryBudget_ResourceExhaustedNamingTheSetting()
+    {
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:MemoryBudgetBytes"] = "100000" });
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.LoadModelAsync(new LoadModelRequest { Model = Stories }, Options));
+        Assert.Equal(StatusCode.ResourceExhausted, ex.StatusCode);
+        Assert.Contains("Inference:MemoryBudgetBytes", ex.Status.Detail);
+    }
+
+    [Fact]
+    public async Task Generate_LoadOnDemandOff_FailedPrecondition()
+    {
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:LoadOnDemand"] = "false" });
+        var ex = await Assert.ThrowsAsync<RpcException>(() => server.Client.GenerateAsync(Completion("x", 1), Options));
+        Assert.Equal(StatusCode.FailedPrecondition, ex.StatusCode);
+    }
+
+    [Fact]
+    public async Task Generate_Logprobs_OnePerTokenWithAlternatives()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var request = Completion("Once upon a time", 5);
+        request.Sampling.Logprobs = true;
+        request.Sampling.TopLogprobs = 3;
+        var response = await server.Client.GenerateAsync(request, Options);
+        Assert.Equal(5, response.Logprobs.Count);
+        foreach (var (logprob, id) in response.Logprobs.Zip(response.TokenIds))
+        {
+            Assert.Equal(id, logprob.TokenId);
+            Assert.True(logprob.Logprob <= 0);
+            Assert.Equal(3, logprob.TopLogprobs.Count);
+            // Greedy: the chosen token is the most likely one.
+            Assert.Equal(id, logprob.TopLogprobs[0].TokenId);
+        }
+    }
+}
