@@ -4,6 +4,9 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Google.Protobuf.Reflection;
 using TuningPlatform.AppHost.Dashboard;
+using TuningPlatform.Clients;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Inference.V1;
 using TuningPlatform.Grpc.Client;
 using TuningPlatform.Grpc.Reflection.V1;
 
@@ -459,7 +462,39 @@ internal sealed class DistributedApplication
                 Console.WriteLine($"  {resource.Name,-12}SERVING   {service} ({rpcs} RPCs, listed by reflection)");
             }
         }
+        if (_resources.OfType<ProjectResource>().FirstOrDefault(r => r.Name == "inference") is { } inference)
+        {
+            await GenerateDemoAsync(inference);
+        }
         Console.WriteLine();
+    }
+
+    /// <summary>When the models folder holds a model, a short generation through the inference service.</summary>
+    private async Task GenerateDemoAsync(ProjectResource inference)
+    {
+        using var channel = GrpcChannel.ForAddress(inference.Endpoint);
+        var client = new InferenceClient(channel.CreateCallInvoker());
+        var models = await client.ListModelsAsync(new ListModelsRequest(), CallOptions.WithTimeout(TimeSpan.FromSeconds(10)));
+        string line;
+        if (models.Models.Count == 0)
+        {
+            line = "no model in <data dir>/models yet: put a Hugging Face model directory there to generate";
+        }
+        else
+        {
+            var model = models.Models[0].Id;
+            var response = await client.GenerateAsync(new GenerateRequest
+            {
+                Model = new ModelRef { BaseModelId = model },
+                Input = new GenerationInput { Completion = new CompletionInput { Prompt = "Once upon a time" } },
+                Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = 24 },
+            }, CallOptions.WithTimeout(TimeSpan.FromSeconds(60)));
+            line = $"{model}: \"Once upon a time{response.Text.ReplaceLineEndings(" ")}\" ({response.Usage.CompletionTokens} tokens, {response.Usage.TokensPerSecond:0} tokens/s)";
+        }
+        lock (_consoleLock)
+        {
+            Console.WriteLine($"  {inference.Name,-12}Generate  {line}");
+        }
     }
 
     [DllImport("libc", SetLastError = true)]

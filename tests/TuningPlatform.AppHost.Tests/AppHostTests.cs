@@ -20,6 +20,13 @@ public sealed partial class AppHostTests : IDisposable
     public async Task Smoke_EverythingStartsAnswersAndStops()
     {
         RequireRedis();
+        var stories = SharedModel("stories260K-hf");
+        if (stories is not null)
+        {
+            // The models folder of the data directory: the inference service serves what is there.
+            Directory.CreateDirectory(Path.Combine(_dataDirectory, "models"));
+            Directory.CreateSymbolicLink(Path.Combine(_dataDirectory, "models", "stories260K-hf"), stories);
+        }
         using var host = AppHostProcess.Start(_dataDirectory, null, "--smoke", "--any-port");
         Assert.True(await host.WaitForExitAsync(TimeSpan.FromMinutes(3)), "AppHost did not finish:\n" + host.Output);
         Assert.True(host.ExitCode == 0, "AppHost failed:\n" + host.Output);
@@ -28,6 +35,11 @@ public sealed partial class AppHostTests : IDisposable
             Assert.Matches($@"{service}\s+SERVING\s+tuning\.{service}\.v1\.\w+Service \(\d+ RPCs", host.Output);
         }
         Assert.Contains("Smoke check passed", host.Output);
+        if (stories is not null)
+        {
+            // Greedy decoding of the real model through the inference service, as llama2.c continues it.
+            Assert.Contains("Generate  stories260K-hf: \"Once upon a time, there was a little girl named Lily.", host.Output);
+        }
         // AOF persistence lives under the data directory.
         Assert.True(Directory.EnumerateFiles(Path.Combine(_dataDirectory, "redis"), "*", SearchOption.AllDirectories).Any(), "no redis files under the data directory");
         AssertNoChildrenLeft();
@@ -110,6 +122,17 @@ public sealed partial class AppHostTests : IDisposable
             }
         }).Select(p => p.Id).ToList();
         Assert.True(survivors.Count == 0, "processes left running: " + string.Join(", ", survivors));
+    }
+
+    private static string? SharedModel(string name)
+    {
+        var root = AppContext.BaseDirectory;
+        while (root is not null && !File.Exists(Path.Combine(root, "TuningPlatform.sln")))
+        {
+            root = Path.GetDirectoryName(root);
+        }
+        var path = root is null ? null : Path.GetFullPath(Path.Combine(root, "..", "shared", "assets", "models", name));
+        return path is not null && Directory.Exists(path) ? path : null;
     }
 
     private static void RequireRedis()
