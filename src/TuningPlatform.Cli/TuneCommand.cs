@@ -1,0 +1,92 @@
+using System.CommandLine;
+using System.Globalization;
+using TuningPlatform.Engine.Generation;
+using TuningPlatform.Engine.IO;
+using TuningPlatform.Engine.Models;
+using TuningPlatform.Engine.Tokenizers;
+
+namespace TuningPlatform.Cli;
+
+/// <summary>The <c>tune</c> command tree.</summary>
+internal static class TuneCommand
+{
+    public static RootCommand Create(TextWriter output, TextWriter error)
+    {
+        var root = new RootCommand("TuningPlatform: fine-tune, evaluate, serve and compare Llama-family models.");
+        root.Subcommands.Add(Generate(output, error));
+        return root;
+    }
+
+    /// <summary><c>tune generate --model DIR --prompt TEXT</c>: loads a model directory and streams a continuation.</summary>
+    private static Command Generate(TextWriter output, TextWriter error)
+    {
+        var model = new Option<DirectoryInfo>("--model", "-m")
+        {
+            Description = "A Hugging Face model directory (config.json, *.safetensors, tokenizer.json), or a llama2.c .bin checkpoint with --tokenizer.",
+            Required = true,
+        };
+        var tokenizer = new Option<FileInfo?>("--tokenizer") { Description = "The llama2.c tokenizer.bin, for a .bin checkpoint." };
+        var prompt = new Option<string>("--prompt", "-p") { Description = "Text to continue (BOS is prepended).", DefaultValueFactory = _ => "" };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Tokens to generate.", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature", "-t") { Description = "0 = greedy.", DefaultValueFactory = _ => 0f };
+        var topP = new Option<float>("--top-p") { Description = "Nucleus sampling mass, (0, 1].", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 42UL };
+        var command = new Command("generate", "Continue a prompt with a local model, streaming the text.")
+        {
+            model, tokenizer, prompt, maxTokens, temperature, topP, seed,
+        };
+        // A llama2.c checkpoint is a file, which DirectoryInfo accepts as a path; the action tells them apart.
+        command.SetAction(parse =>
+        {
+            var path = parse.GetValue(model)!.FullName;
+            try
+            {
+                var (llama, tok) = Load(path, parse.GetValue(tokenizer)?.FullName);
+                var options = new GenerationOptions
+                {
+                    MaxNewTokens = parse.GetValue(maxTokens),
+                    Temperature = parse.GetValue(temperature),
+                    TopP = parse.GetValue(topP),
+                    Seed = parse.GetValue(seed),
+                };
+                var text = parse.GetValue(prompt)!;
+                output.Write(text);
+                var result = new Generator(llama, tok).Generate(text, options, delta =>
+                {
+                    output.Write(delta);
+                    output.Flush();
+                });
+                output.WriteLine();
+                error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"[{result.TokenIds.Length} tokens, {result.DecodeTokensPerSecond:0} tokens/s, first token after {result.TimeToFirstToken.TotalMilliseconds:0} ms, {result.FinishReason}]"));
+                return 0;
+            }
+            catch (Exception ex) when (ex is ModelFormatException or TokenizerFormatException or IOException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException)
+            {
+                error.WriteLine("error: " + ex.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static (LlamaModel Model, Tokenizer Tokenizer) Load(string path, string? tokenizerPath)
+    {
+        if (File.Exists(path))
+        {
+            var checkpoint = Llama2cCheckpoint.Load(path);
+            var tokenizer = tokenizerPath ?? Path.Combine(Path.GetDirectoryName(path)!, "tokenizer.bin");
+            if (!File.Exists(tokenizer))
+            {
+                throw new FileNotFoundException($"{path} is a llama2.c checkpoint: give its tokenizer with --tokenizer (no {tokenizer}).");
+            }
+            return (checkpoint, Llama2cTokenizer.FromFile(tokenizer, checkpoint.Config.VocabSize));
+        }
+        if (!Directory.Exists(path))
+        {
+            throw new DirectoryNotFoundException($"--model: {path} is neither a model directory nor a checkpoint file.");
+        }
+        var loaded = PretrainedModel.Load(path);
+        return (loaded.Model, loaded.Tokenizer);
+    }
+}
