@@ -1,0 +1,98 @@
+using TuningPlatform.Engine.Training.Optim;
+
+namespace TuningPlatform.Engine.Training.Recipes;
+
+/// <summary>Optimizer-step settings of a fine-tuning run.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Learning rate over the steps (warmup, then cosine or linear decay).</summary>
+    public required LearningRateSchedule Schedule { get; init; }
+
+    /// <summary>AdamW hyperparameters.</summary>
+    public AdamWOptions AdamW { get; init; } = new();
+
+    /// <summary>Clip the global gradient norm to this (0 disables clipping; the norm is still reported).</summary>
+    public double MaxGradNorm { get; init; } = 1.0;
+}
+
+/// <summary>What one optimizer step did.</summary>
+/// <param name="Step">0-based step index.</param>
+/// <param name="Loss">Mean loss per target token over the step's micro-batches, before the update.</param>
+/// <param name="GradNorm">Global gradient norm before clipping.</param>
+/// <param name="LearningRate">Rate used for the update.</param>
+/// <param name="Tokens">Target tokens in the step.</param>
+public sealed record StepResult(int Step, double Loss, double GradNorm, double LearningRate, int Tokens);
+
+/// <summary>
+/// The training step: gradient accumulation over micro-batches (the loss is the mean over every target token of
+/// the step, so accumulation equals one large batch), global-norm clipping, AdamW with the scheduled rate.
+/// Trains whatever <c>trainable</c> holds gradients for: the model's own parameters (full fine-tuning) or an
+/// adapter's (LoRA, QLoRA).
+/// </summary>
+public sealed class Trainer
+{
+    private readonly LlamaTrainingModel _graph;
+    private readonly ParameterGradients _trainable;
+
+    /// <summary>Creates the optimizer for <paramref name="trainable"/>'s parameters.</summary>
+    public Trainer(LlamaTrainingModel graph, ParameterGradients trainable, TrainerOptions options)
+    {
+        _graph = graph;
+        _trainable = trainable;
+        Options = options;
+        Optimizer = new AdamW(trainable, options.AdamW);
+    }
+
+    /// <summary>Settings.</summary>
+    public TrainerOptions Options { get; }
+
+    /// <summary>The optimizer and its moments.</summary>
+    public AdamW Optimizer { get; }
+
+    /// <summary>Optimizer steps taken.</summary>
+    public int Step { get; private set; }
+
+    /// <summary>One optimizer step over <paramref name="microBatches"/> (accumulated).</summary>
+    public StepResult TrainStep(IReadOnlyList<TrainingBatch> microBatches)
+    {
+        _trainable.Zero();
+        _graph.Gradients?.Zero();
+        var tokens = microBatches.Sum(b => b.TargetCount);
+        var scale = tokens == 0 ? 0f : 1f / tokens;
+        var sum = 0.0;
+        foreach (var batch in microBatches)
+        {
+            sum += _graph.ForwardBackward(batch, scale).Sum;
+        }
+
+        var norm = GradientClipping.ClipByGlobalNorm([_trainable.Data], Options.MaxGradNorm);
+        var lr = Options.Schedule.At(Step);
+        Optimizer.Step(lr);
+        var result = new StepResult(Step, tokens == 0 ? 0 : sum / tokens, norm, lr, tokens);
+        Step++;
+        return result;
+    }
+
+    /// <summary>Mean loss per target token over <paramref name="batches"/> (validation; no gradients).</summary>
+    public double Evaluate(IEnumerable<TrainingBatch> batches)
+    {
+        var sum = 0.0;
+        var tokens = 0;
+        foreach (var batch in batches)
+        {
+            var loss = _graph.Loss(batch);
+            sum += loss.Sum;
+            tokens += loss.Tokens;
+        }
+
+        return tokens == 0 ? 0 : sum / tokens;
+    }
+
+    /// <summary>The examples of epoch <paramref name="epoch"/> in a seeded shuffled order, packed into batches (same seed, same order).</summary>
+    public static IReadOnlyList<TrainingBatch> PackEpoch(IReadOnlyList<TrainingExample> examples, int batch, int seq, int seed, int epoch, bool trainOnPrompt = false)
+    {
+        var order = Enumerable.Range(0, examples.Count).ToArray();
+        new Random(HashCode.Combine(seed, epoch)).Shuffle(order);
+        return TrainingBatch.Pack(order.Select(i => examples[i]), batch, seq, trainOnPrompt);
+    }
+}
