@@ -1,10 +1,12 @@
 using TuningPlatform.Contracts.Curation.V1;
+using TuningPlatform.CurationService;
+using TuningPlatform.CurationService.Services;
 using TuningPlatform.Grpc.Server;
 using TuningPlatform.ServiceDefaults;
-using TuningPlatform.CurationService.Services;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults(defaultPort: 5101);
+builder.AddApplicationServices();
 
 var app = builder.Build();
 app.MapGrpcService<CurationGrpcService>(CurationReflection.Descriptor.Services[0]);

@@ -403,9 +403,6 @@ public sealed class InferenceGrpcService(ModelManager models)
         }
     }
 
-    private static RpcException Invalid(string field, string message)
-    {
-        var trailers = new Metadata { { "x-error-code", "invalid_argument" }, { "x-error-param", field } };
-        return new RpcException(new Status(StatusCode.InvalidArgument, $"{field}: {message}"), trailers);
-    }
+    private static RpcException Invalid(string field, string message) =>
+        RpcErrors.Create(StatusCode.InvalidArgument, field, "invalid_argument", message);
 }
