@@ -23,6 +23,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     private readonly CallOptions _options;
     private readonly CancellationTokenSource _cts;
     private readonly TaskCompletionSource<Metadata> _headersTcs = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _statusKnown = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenSource? _deadlineCts;
     private CancellationTokenRegistration _abortRegistration;
     private StreamingRequestContent? _requestContent;
@@ -164,6 +165,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
         {
             _status = problem;
             _trailers = ReadMetadata(response.Headers);
+            _statusKnown.TrySetResult();
             if (problem.Value.StatusCode == StatusCode.OK)
             {
                 // Trailers-Only with OK: a stream that ended without messages.
@@ -378,6 +380,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
             var response = _response!;
             _trailers = ReadMetadata(response.TrailingHeaders);
             _status = ReadStatus(response.TrailingHeaders, isTrailersOnly: false);
+            _statusKnown.TrySetResult();
         }
         return ValueTask.CompletedTask;
     }
@@ -394,6 +397,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     {
         _status ??= status;
         _trailers ??= [];
+        _statusKnown.TrySetResult();
         Cancel();
         return new RpcException(_status.Value, _trailers);
     }
@@ -491,7 +495,28 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
 
     internal CancellationToken CallToken => _cts.Token;
 
-    internal RpcException StatusForWriteFailure(Exception ex) => ToRpcException(ex, "Error sending a request message");
+    /// <summary>
+    /// Why a request message could not be sent. When the server has ended the call (a handler that rejected the
+    /// stream early), its status is the answer, not the broken write; it is awaited briefly, as it is on its way.
+    /// </summary>
+    internal async Task<RpcException> StatusForWriteFailureAsync(Exception ex)
+    {
+        try
+        {
+            await _responseTask!.WaitAsync(TimeSpan.FromSeconds(5));
+            await _statusKnown.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        }
+        catch (RpcException rpc)
+        {
+            return rpc;
+        }
+        catch (Exception wait) when (wait is TimeoutException or OperationCanceledException or HttpRequestException or IOException)
+        {
+        }
+        return _status is { StatusCode: not StatusCode.OK } status
+            ? new RpcException(status, _trailers)
+            : ToRpcException(ex, "Error sending a request message");
+    }
 
     public void Dispose()
     {
@@ -520,8 +545,10 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     {
         private readonly TaskCompletionSource<Stream> _stream = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
         private readonly SemaphoreSlim _writeLock = new(1, 1);
         private bool _completed;
+        private bool _aborted;
 
         protected override Task SerializeToStreamAsync(Stream stream, TransportContext? context) =>
             SerializeToStreamAsync(stream, context, CancellationToken.None);
@@ -548,6 +575,11 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
             await _writeLock.WaitAsync(linked.Token);
             try
             {
+                if (_aborted)
+                {
+                    // The call has ended (its response is in, or it was cancelled): say how it ended.
+                    throw await call.StatusForWriteFailureAsync(new InvalidOperationException("The call has ended."));
+                }
                 if (_completed)
                 {
                     throw new InvalidOperationException("The request stream is already complete.");
@@ -561,7 +593,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
                 }
                 catch (Exception ex) when (ex is not RpcException)
                 {
-                    throw call.StatusForWriteFailure(ex);
+                    throw await call.StatusForWriteFailureAsync(ex);
                 }
             }
             finally
@@ -586,7 +618,7 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
 
         public void Abort()
         {
-            _completed = true;
+            _aborted = true;
             _complete.TrySetResult();
         }
     }

@@ -72,6 +72,11 @@ public sealed class InteropTestService(CancellationLog log)
         var texts = new List<string>();
         await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken))
         {
+            if (request.FailCode != 0)
+            {
+                // Reject the whole upload at once, without reading the rest of the stream.
+                throw new RpcException((StatusCode)request.FailCode, request.FailMessage);
+            }
             summary.Count++;
             summary.TotalBytes += request.Payload.Length;
             texts.Add(request.Text);

@@ -98,6 +98,32 @@ public sealed class CallKindTests(ServerFixture fixture) : IClassFixture<ServerF
     }
 
     [Fact]
+    public async Task Upload_ServerRejectsEarly_LaterWritesAndResponseCarryItsStatus()
+    {
+        using var call = Client.Upload(new CallOptions { CancellationToken = Ct });
+        await call.RequestStream.WriteAsync(new EchoRequest { FailCode = (int)StatusCode.FailedPrecondition, FailMessage = "upload refused" }, Ct);
+        var response = await Assert.ThrowsAsync<RpcException>(() => call.ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, response.StatusCode);
+        // The stream is gone: a write now reports why (the server's status), not a transport error.
+        RpcException? writeFailure = null;
+        for (var i = 0; i < 200 && writeFailure is null; i++)
+        {
+            try
+            {
+                await call.RequestStream.WriteAsync(new EchoRequest { Payload = ByteString.CopyFrom(new byte[1000]) }, Ct);
+                await Task.Delay(10, Ct);
+            }
+            catch (RpcException ex)
+            {
+                writeFailure = ex;
+            }
+        }
+        Assert.NotNull(writeFailure);
+        Assert.Equal(StatusCode.FailedPrecondition, writeFailure.StatusCode);
+        Assert.Equal("upload refused", writeFailure.Status.Detail);
+    }
+
+    [Fact]
     public async Task Chat_Bidirectional_AnswersEachMessageBeforeTheNextIsSent()
     {
         using var call = Client.Chat(new CallOptions { CancellationToken = Ct });
