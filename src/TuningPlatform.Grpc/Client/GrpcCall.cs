@@ -545,7 +545,6 @@ internal sealed class GrpcCall<TRequest, TResponse> : IDisposable
     {
         private readonly TaskCompletionSource<Stream> _stream = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private readonly TaskCompletionSource _complete = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
         private readonly SemaphoreSlim _writeLock = new(1, 1);
         private bool _completed;
         private bool _aborted;
