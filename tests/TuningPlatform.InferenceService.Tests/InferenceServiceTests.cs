@@ -238,6 +238,47 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Score_GreedyContinuation_MatchesGenerationLogprobsAndEveryTokenIsArgmax()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var generate = Completion("Once upon a time", 30);
+        generate.Sampling.Logprobs = true;
+        var generated = await server.Client.GenerateAsync(generate, Options);
+
+        var score = await server.Client.ScoreAsync(new ScoreRequest
+        {
+            Model = Stories,
+            Input = new GenerationInput { Completion = new CompletionInput { Prompt = "Once upon a time" } },
+            Completion = generated.Text,
+            ReturnTokenLogprobs = true,
+            TopLogprobs = 2,
+        }, Options);
+        Assert.Equal(30, score.CompletionTokens);
+        // Greedy decoding chose the argmax every time, so teacher forcing finds every token correct.
+        Assert.Equal(30, score.CorrectTokens);
+        var expected = generated.Logprobs.Sum(l => l.Logprob);
+        Assert.InRange(score.SumLogprob, expected - 1e-3, expected + 1e-3);
+        Assert.Equal(Math.Exp(-score.SumLogprob / 30), score.Perplexity, 9);
+        Assert.Equal(generated.TokenIds, score.TokenLogprobs.Select(t => t.TokenId));
+        Assert.All(score.TokenLogprobs, t => Assert.Equal(2, t.TopLogprobs.Count));
+    }
+
+    [Fact]
+    public async Task Score_BadInputs_PreciseStatuses()
+    {
+        await using var server = await InferenceServer.StartAsync();
+        var request = new ScoreRequest { Model = Stories, Input = new GenerationInput { Completion = new CompletionInput { Prompt = "x" } }, Completion = "" };
+        var empty = await Assert.ThrowsAsync<RpcException>(() => server.Client.ScoreAsync(request, Options));
+        Assert.Equal(StatusCode.InvalidArgument, empty.StatusCode);
+        Assert.StartsWith("completion:", empty.Status.Detail);
+        request.Completion = string.Concat(Enumerable.Repeat("Once upon a time. ", 200));
+        Assert.Equal(StatusCode.InvalidArgument, (await Assert.ThrowsAsync<RpcException>(() => server.Client.ScoreAsync(request, Options))).StatusCode);
+        request.Completion = "ok";
+        request.Input = new GenerationInput { Chat = new ChatInput { Messages = { new ChatMessage { Role = ChatRole.User, Content = "hi" } } } };
+        Assert.Equal(StatusCode.Unimplemented, (await Assert.ThrowsAsync<RpcException>(() => server.Client.ScoreAsync(request, Options))).StatusCode);
+    }
+
+    [Fact]
     public async Task Generate_Logprobs_OnePerTokenWithAlternatives()
     {
         await using var server = await InferenceServer.StartAsync();

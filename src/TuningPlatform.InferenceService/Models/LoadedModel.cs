@@ -38,7 +38,7 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
 /// </summary>
 public sealed class LoadedModel : IAsyncDisposable
 {
-    private readonly Channel<GenerationWork> _queue;
+    private readonly Channel<object> _queue;
     private readonly ConcurrentDictionary<GenerationWork, byte> _active = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
@@ -52,7 +52,7 @@ public sealed class LoadedModel : IAsyncDisposable
         Pinned = pinned;
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
-        _queue = Channel.CreateUnbounded<GenerationWork>(new UnboundedChannelOptions { SingleReader = true });
+        _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength);
         // The KV caches of a full batch count against the memory budget with the weights.
         var config = entry.Config;
@@ -93,7 +93,19 @@ public sealed class LoadedModel : IAsyncDisposable
     private long _generatedTokens;
 
     /// <summary>Queues a request; false when the queue is full.</summary>
-    public bool TryEnqueue(GenerationWork work)
+    public bool TryEnqueue(GenerationWork work) => TryEnqueueItem(work);
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on the decode thread between two steps (the model's buffers and worker pool
+    /// are the loop's alone); null when the queue is full.
+    /// </summary>
+    public Task<T>? TryRunExclusive<T>(Func<LoadedModel, T> work)
+    {
+        var item = new ExclusiveWork<T>(work);
+        return TryEnqueueItem(item) ? item.Completion.Task : null;
+    }
+
+    private bool TryEnqueueItem(object work)
     {
         if (Interlocked.Increment(ref _queued) > _maxQueue)
         {
@@ -144,9 +156,15 @@ public sealed class LoadedModel : IAsyncDisposable
 
     private void Admit()
     {
-        while (Generator.Active.Count < Generator.MaxBatch && _queue.Reader.TryRead(out var work))
+        while (Generator.Active.Count < Generator.MaxBatch && _queue.Reader.TryRead(out var item))
         {
             Interlocked.Decrement(ref _queued);
+            if (item is IExclusiveWork exclusive)
+            {
+                exclusive.Run(this);
+                continue;
+            }
+            var work = (GenerationWork)item;
             if (work.CancellationToken.IsCancellationRequested)
             {
                 work.Completion.TrySetCanceled(work.CancellationToken);
@@ -209,10 +227,18 @@ public sealed class LoadedModel : IAsyncDisposable
             work.Deltas.Writer.TryComplete(reason);
         }
         _active.Clear();
-        while (_queue.Reader.TryRead(out var work))
+        while (_queue.Reader.TryRead(out var item))
         {
-            work.Completion.TrySetException(reason);
-            work.Deltas.Writer.TryComplete(reason);
+            switch (item)
+            {
+                case GenerationWork work:
+                    work.Completion.TrySetException(reason);
+                    work.Deltas.Writer.TryComplete(reason);
+                    break;
+                case IExclusiveWork exclusive:
+                    exclusive.Fail(reason);
+                    break;
+            }
         }
     }
 
@@ -224,4 +250,31 @@ public sealed class LoadedModel : IAsyncDisposable
         await Task.Run(_thread.Join);
         _stop.Dispose();
     }
+}
+
+internal interface IExclusiveWork
+{
+    void Run(LoadedModel model);
+
+    void Fail(Exception reason);
+}
+
+/// <summary>Work that needs the model alone for a moment (scoring), run by the decode thread.</summary>
+internal sealed class ExclusiveWork<T>(Func<LoadedModel, T> work) : IExclusiveWork
+{
+    public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Run(LoadedModel model)
+    {
+        try
+        {
+            Completion.TrySetResult(work(model));
+        }
+        catch (Exception ex)
+        {
+            Completion.TrySetException(ex);
+        }
+    }
+
+    public void Fail(Exception reason) => Completion.TrySetException(reason);
 }

@@ -108,6 +108,50 @@ public sealed class InferenceGrpcService(ModelManager models)
         }, context.CancellationToken);
     }
 
+    public async Task<ScoreResponse> Score(ScoreRequest request, ServerCallContext context)
+    {
+        var id = RequireBaseModel(request.Model, "model");
+        if (request.Input is null || request.Input.InputCase != GenerationInput.InputOneofCase.Completion)
+        {
+            throw new RpcException(StatusCode.Unimplemented, "input: Score takes the completion form today; the chat form comes with the evaluation service (issue #9).");
+        }
+        Check(request.TopLogprobs is >= 0 and <= 20, "top_logprobs", $"must be in [0, 20], got {request.TopLogprobs}.");
+        var model = await ResolveAsync(id, "model.base_model_id", context.CancellationToken);
+        var tokenizer = model.Model.Tokenizer;
+        var addBos = !request.Input.Completion.OmitBos;
+        var contextIds = tokenizer.Encode(request.Input.Completion.Prompt, addSpecialTokens: addBos);
+        // Tokenise the joined text, as generation produced it, and score what follows the context's tokens.
+        // Where the joint tokenisation merges across the boundary, fall back to tokenising the completion alone.
+        var joined = tokenizer.Encode(request.Input.Completion.Prompt + request.Completion, addSpecialTokens: addBos);
+        var completionIds = joined.AsSpan().StartsWith(contextIds)
+            ? joined[contextIds.Length..]
+            : tokenizer.Encode(request.Completion, addSpecialTokens: false);
+        Check(completionIds.Length > 0, "completion", "is empty: there is nothing to score.");
+        Check(contextIds.Length > 0, "input.completion.prompt", "is empty and omit_bos leaves no token to condition the first completion token on.");
+        var total = contextIds.Length + completionIds.Length;
+        Check(total <= model.ContextLength, "completion", $"{contextIds.Length} context tokens + {completionIds.Length} completion tokens exceed the context of {model.ContextLength}.");
+        var started = DateTime.UtcNow;
+        var scoring = model.TryRunExclusive(m => Scorer.Score(m, contextIds, completionIds, request.ReturnTokenLogprobs ? request.TopLogprobs : -1))
+            ?? throw new RpcException(StatusCode.ResourceExhausted,
+                $"the request queue of '{model.Entry.Id}' is full ({models.Options.MaxQueue} waiting, Inference:MaxQueue); retry later.");
+        var result = await scoring.WaitAsync(context.CancellationToken);
+        var response = new ScoreResponse
+        {
+            PromptTokens = contextIds.Length,
+            CompletionTokens = completionIds.Length,
+            SumLogprob = result.SumLogprob,
+            MeanLoss = -result.SumLogprob / completionIds.Length,
+            Perplexity = Math.Exp(-result.SumLogprob / completionIds.Length),
+            CorrectTokens = result.Correct,
+            LatencyMs = (DateTime.UtcNow - started).TotalMilliseconds,
+        };
+        if (request.ReturnTokenLogprobs)
+        {
+            response.TokenLogprobs.AddRange(result.Tokens.Select(t => MapToLogprob(model, t)));
+        }
+        return response;
+    }
+
     public async Task<TokenizeResponse> Tokenize(TokenizeRequest request, ServerCallContext context)
     {
         var model = await ResolveAsync(request.ModelId, "model_id", context.CancellationToken);
