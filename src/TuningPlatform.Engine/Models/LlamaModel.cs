@@ -30,6 +30,13 @@ public sealed record ModelLoadOptions
     /// the bytes decode reads per token; norms and biases stay fp32, and compute is fp32 either way.
     /// </summary>
     public ParameterDType WeightDType { get; init; } = ParameterDType.Float32;
+
+    /// <summary>
+    /// Storage of the seven projection matrices of every layer, when it should differ from <see cref="WeightDType"/>:
+    /// <see cref="ParameterDType.Nf4"/> quantises them as they are loaded, so a QLoRA base never holds a dense copy
+    /// (about 0.52 byte per projection weight; embeddings, head and norms keep WeightDType / fp32).
+    /// </summary>
+    public ParameterDType? ProjectionDType { get; init; }
 }
 
 /// <summary>
@@ -44,6 +51,12 @@ public sealed class LlamaModel
     {
         Config = config;
         var wt = (options ?? new ModelLoadOptions()).WeightDType;
+        var pt = options?.ProjectionDType ?? wt;
+        if (wt == ParameterDType.Nf4)
+        {
+            throw new ArgumentException("NF4 holds projection weights only (ProjectionDType); embeddings and the head need fp32 or bf16", nameof(options));
+        }
+
         var d = config.HiddenSize;
         var qDim = config.NumHeads * config.HeadDim;
         var kvDim = config.NumKeyValueHeads * config.HeadDim;
@@ -56,18 +69,18 @@ public sealed class LlamaModel
             var p = $"layers.{l}.";
             layers[l] = new LlamaLayerParameters(
                 store.Add(p + "sa_norm", d),
-                store.Add(p + "attn.q_proj", wt, qDim, d),
-                store.Add(p + "attn.k_proj", wt, kvDim, d),
-                store.Add(p + "attn.v_proj", wt, kvDim, d),
-                store.Add(p + "attn.output_proj", wt, d, qDim),
+                store.Add(p + "attn.q_proj", pt, qDim, d),
+                store.Add(p + "attn.k_proj", pt, kvDim, d),
+                store.Add(p + "attn.v_proj", pt, kvDim, d),
+                store.Add(p + "attn.output_proj", pt, d, qDim),
                 config.QkvBias ? store.Add(p + "attn.q_bias", qDim) : null,
                 config.QkvBias ? store.Add(p + "attn.k_bias", kvDim) : null,
                 config.QkvBias ? store.Add(p + "attn.v_bias", kvDim) : null,
                 config.OutputBias ? store.Add(p + "attn.output_bias", d) : null,
                 store.Add(p + "mlp_norm", d),
-                store.Add(p + "mlp.w1", wt, f, d),
-                store.Add(p + "mlp.w3", wt, f, d),
-                store.Add(p + "mlp.w2", wt, d, f));
+                store.Add(p + "mlp.w1", pt, f, d),
+                store.Add(p + "mlp.w3", pt, f, d),
+                store.Add(p + "mlp.w2", pt, d, f));
         }
 
         FinalNorm = store.Add("norm", d);

@@ -1,8 +1,9 @@
 using TuningPlatform.Engine.IO;
+using TuningPlatform.Engine.Training.Quantization;
 
 namespace TuningPlatform.Engine.Models;
 
-/// <summary>How a parameter is held in memory. Compute is always fp32; bf16 storage halves the bytes read per token.</summary>
+/// <summary>How a parameter is held in memory. Compute is always fp32; bf16 storage halves the bytes read per token, NF4 stores a frozen QLoRA base in about 0.52 byte per weight.</summary>
 public enum ParameterDType
 {
     /// <summary>IEEE fp32 (trainable).</summary>
@@ -10,6 +11,9 @@ public enum ParameterDType
 
     /// <summary>bfloat16, widened to fp32 inside the kernels (frozen weights for inference or a LoRA base).</summary>
     BFloat16,
+
+    /// <summary>NF4 with double-quantised block scales (Training/Quantization/Nf4Tensor), outside the flat buffers: a frozen QLoRA base, quantised as it is loaded.</summary>
+    Nf4,
 }
 
 /// <summary>A named view into a <see cref="ParameterStore"/>: offset and shape within the flat buffer of its dtype.</summary>
@@ -31,7 +35,15 @@ public sealed class Parameter
     public ParameterDType DType { get; }
 
     /// <summary>Bytes this parameter occupies.</summary>
-    public long ByteSize => Length * (DType == ParameterDType.BFloat16 ? 2 : 4);
+    public long ByteSize => DType switch
+    {
+        ParameterDType.BFloat16 => Length * 2,
+        ParameterDType.Nf4 => Nf4?.ByteSize ?? 0,
+        _ => Length * 4,
+    };
+
+    /// <summary>The quantised values (NF4 parameters only; set by <see cref="CopyFrom"/>, zero until then).</summary>
+    public Nf4Tensor? Nf4 { get; private set; }
 
     /// <summary>Engine name (e.g. layers.0.attn.q_proj); checkpoint names live in <see cref="HfCheckpointKeys"/>.</summary>
     public string Name { get; }
@@ -48,19 +60,19 @@ public sealed class Parameter
     /// <summary>The values (fp32 parameters only).</summary>
     public Span<float> Span => DType == ParameterDType.Float32
         ? _store.Data.AsSpan((int)Offset, (int)Length)
-        : throw new InvalidOperationException($"parameter '{Name}' is stored in bf16; read it with Bf16Span or CopyTo");
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in {DType}; read it with CopyTo");
 
     /// <summary>The values as memory (fp32 parameters only, for writers).</summary>
     public Memory<float> Memory => DType == ParameterDType.Float32
         ? _store.Data.AsMemory((int)Offset, (int)Length)
-        : throw new InvalidOperationException($"parameter '{Name}' is stored in bf16; read it with Bf16Span or CopyTo");
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in {DType}; read it with CopyTo");
 
     /// <summary>The raw bf16 values (bf16 parameters only).</summary>
     public Span<ushort> Bf16Span => DType == ParameterDType.BFloat16
         ? _store.Bf16Data.AsSpan((int)Offset, (int)Length)
-        : throw new InvalidOperationException($"parameter '{Name}' is stored in fp32; use Span");
+        : throw new InvalidOperationException($"parameter '{Name}' is stored in {DType}; use Span or CopyTo");
 
-    /// <summary>Sets the values from fp32, rounding to nearest-even when stored in bf16.</summary>
+    /// <summary>Sets the values from fp32, rounding to nearest-even when stored in bf16, quantising when stored in NF4.</summary>
     public void CopyFrom(ReadOnlySpan<float> source)
     {
         if (source.Length != Length)
@@ -71,6 +83,12 @@ public sealed class Parameter
         if (DType == ParameterDType.Float32)
         {
             source.CopyTo(Span);
+            return;
+        }
+
+        if (DType == ParameterDType.Nf4)
+        {
+            Nf4 = Nf4Tensor.Quantize(source, Shape);
             return;
         }
 
@@ -87,6 +105,20 @@ public sealed class Parameter
         if (DType == ParameterDType.Float32)
         {
             Span.CopyTo(destination);
+            return;
+        }
+
+        if (DType == ParameterDType.Nf4)
+        {
+            if (Nf4 is null)
+            {
+                destination[..(int)Length].Clear();
+            }
+            else
+            {
+                Nf4.Dequantize(destination);
+            }
+
             return;
         }
 
@@ -118,6 +150,7 @@ public sealed class ParameterStore
     private ushort[] _bf16 = [];
     private long _length;
     private long _bf16Length;
+    private long _nf4Length;
     private bool _sealed;
 
     /// <summary>The flat fp32 buffer (allocated by <see cref="Allocate"/>).</summary>
@@ -126,14 +159,14 @@ public sealed class ParameterStore
     /// <summary>The flat bf16 buffer of parameters declared with <see cref="ParameterDType.BFloat16"/>.</summary>
     public ushort[] Bf16Data => _sealed ? _bf16 : throw new InvalidOperationException("parameters are not allocated yet");
 
-    /// <summary>Bytes held by both buffers.</summary>
-    public long ByteSize => _length * 4 + _bf16Length * 2;
+    /// <summary>Bytes held by both buffers and every NF4 parameter.</summary>
+    public long ByteSize => _length * 4 + _bf16Length * 2 + _parameters.Sum(p => p.DType == ParameterDType.Nf4 ? p.ByteSize : 0);
 
     /// <summary>Parameters in declaration order.</summary>
     public IReadOnlyList<Parameter> Parameters => _parameters;
 
     /// <summary>Total element count, every dtype.</summary>
-    public long Count => _length + _bf16Length;
+    public long Count => _length + _bf16Length + _nf4Length;
 
     /// <summary>Looks a parameter up by engine name.</summary>
     public Parameter this[string name] => _byName.TryGetValue(name, out var p) ? p : throw new KeyNotFoundException($"no parameter '{name}'");
@@ -149,16 +182,26 @@ public sealed class ParameterStore
             throw new InvalidOperationException("parameters are already allocated");
         }
 
-        var p = new Parameter(this, name, shape, dtype == ParameterDType.Float32 ? _length : _bf16Length, dtype);
+        var offset = dtype switch
+        {
+            ParameterDType.Float32 => _length,
+            ParameterDType.BFloat16 => _bf16Length,
+            _ => 0,
+        };
+        var p = new Parameter(this, name, shape, offset, dtype);
         _parameters.Add(p);
         _byName.Add(name, p);
-        if (dtype == ParameterDType.Float32)
+        switch (dtype)
         {
-            _length += p.Length;
-        }
-        else
-        {
-            _bf16Length += p.Length;
+            case ParameterDType.Float32:
+                _length += p.Length;
+                break;
+            case ParameterDType.BFloat16:
+                _bf16Length += p.Length;
+                break;
+            default:
+                _nf4Length += p.Length;
+                break;
         }
 
         return p;

@@ -15,14 +15,29 @@ namespace TuningPlatform.Engine.Ops;
 /// <summary>Fully connected layer over explicit buffers.</summary>
 public static class Linear
 {
+    [ThreadStatic]
+    private static float[]? _widened;
+
     /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias).</summary>
     public static void Forward(Span<float> output, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures) =>
         MatMul.Forward(x, weight, bias, output, rows, outFeatures, inFeatures);
 
-    /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias) with W held as fp32 or bf16.</summary>
+    /// <summary>out[T, O] = x[T, I] · W[O, I]ᵀ (+ bias) with W held as fp32, bf16 or NF4.</summary>
     public static void Forward(Span<float> output, ReadOnlySpan<float> x, Parameter weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures)
     {
-        if (weight.DType == ParameterDType.BFloat16)
+        if (weight.DType == ParameterDType.Nf4)
+        {
+            // Generation over a QLoRA base: widened one matrix at a time into thread-local scratch.
+            if (_widened is null || _widened.Length < weight.Length)
+            {
+                _widened = new float[weight.Length];
+            }
+
+            var w = _widened.AsSpan(0, (int)weight.Length);
+            weight.CopyTo(w);
+            MatMul.Forward(x, w, bias, output, rows, outFeatures, inFeatures);
+        }
+        else if (weight.DType == ParameterDType.BFloat16)
         {
             MatMul.ForwardBf16(x, weight.Bf16Span, bias, output, rows, outFeatures, inFeatures);
         }

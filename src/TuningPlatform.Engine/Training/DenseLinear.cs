@@ -28,7 +28,7 @@ public sealed class DenseLinear : ITrainableLinear
         InFeatures = weight.Shape[1];
         if (gradients is not null && weight.DType != ParameterDType.Float32)
         {
-            throw new InvalidOperationException($"parameter '{weight.Name}' is stored in bf16 and cannot be trained; load the model in fp32 for full fine-tuning");
+            throw new InvalidOperationException($"parameter '{weight.Name}' is stored in {weight.DType} and cannot be trained; load the model in fp32 for full fine-tuning");
         }
     }
 

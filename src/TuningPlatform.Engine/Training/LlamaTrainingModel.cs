@@ -31,8 +31,8 @@ public sealed record ProjectionSlot(int Layer, string Name, Parameter Weight, Pa
 /// <summary>Shape and memory choices of a training graph.</summary>
 public sealed record TrainingGraphOptions
 {
-    /// <summary>Rows of the head + cross-entropy computed at once (logits scratch is this × V).</summary>
-    public int LossChunkRows { get; init; } = 128;
+    /// <summary>Rows of the head + cross-entropy computed at once (logits scratch is this × V: 65 MB at V = 32000); fewer chunks stream the head weight and its gradient fewer times.</summary>
+    public int LossChunkRows { get; init; } = 512;
 
     /// <summary>Keep only each layer's input and recompute the layer in backward (less memory, about one more forward).</summary>
     public bool ActivationCheckpointing { get; init; }
@@ -93,7 +93,9 @@ public sealed class LlamaTrainingModel
         MaxBatch = maxBatch;
         Sequence = sequence;
         Options = options;
-        projections ??= slot => new DenseLinear(slot.Weight, slot.Bias, gradients);
+        projections ??= slot => slot.Weight.DType == ParameterDType.Nf4 && gradients is null
+            ? new Quantization.Nf4Linear(slot.Weight, slot.Bias)
+            : new DenseLinear(slot.Weight, slot.Bias, gradients);
         _projections = new ITrainableLinear[c.NumLayers][];
         for (var l = 0; l < c.NumLayers; l++)
         {

@@ -107,4 +107,35 @@ public sealed class QLoRATests
         NumericAssert.AssertClose(qlora.Gradients.Data, lora.Gradients.Data, 1e-5, 1e-7, "adapter gradients");
         Assert.Equal(7 * quantModel.Config.NumLayers, nf4.Count);
     }
+
+    [Fact]
+    public void LoadHf_Nf4Projections_NoDenseCopyAndSameLossAsQuantisingAfterLoad()
+    {
+        var dense = TrainingFixtures.Model("gqa-tied");
+        var quantised = LlamaModel.LoadHf(TrainingFixtures.Directory("gqa-tied"), new ModelLoadOptions { ProjectionDType = ParameterDType.Nf4 });
+        var batch = TrainingFixtures.Batch("gqa-tied");
+        var config = new LoRAConfig { TargetModules = LoRAConfig.AllLinear, Rank = 3, Alpha = 6 };
+        var fromDense = LoRAAdapter.Create(dense, config, seed: 2);
+        var fromLoad = LoRAAdapter.Create(quantised, config, seed: 2);
+        fromDense.Parameters.Data.AsSpan().Fill(0.05f);
+        fromLoad.Parameters.Data.AsSpan().Fill(0.05f);
+
+        // Base memory: the projections are NF4 only, and the fp32 buffer holds embeddings and norms alone.
+        var projections = quantised.Layers.SelectMany(l => new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.WGate, l.WUp, l.WDown }).ToList();
+        Assert.All(projections, p => Assert.Equal(ParameterDType.Nf4, p.DType));
+        var perWeight = (double)projections.Sum(p => p.ByteSize) / projections.Sum(p => p.Length);
+        Assert.InRange(perWeight, 0.5, 0.6);
+        Assert.Equal(dense.Parameters.Data.Length - projections.Sum(p => p.Length), quantised.Parameters.Data.Length);
+
+        // The default frozen base of an NF4 model is NF4; it equals quantising the fp32 weights after loading.
+        var loadGraph = new LlamaTrainingModel(quantised, batch.Batch, batch.Sequence, null, fromLoad.Projections());
+        var denseGraph = new LlamaTrainingModel(dense, batch.Batch, batch.Sequence, null,
+            fromDense.Projections(frozenBase: slot => new Nf4Linear(slot.Weight, slot.Bias)));
+        var a = loadGraph.ForwardBackward(batch, 1f / batch.TargetCount);
+        var b = denseGraph.ForwardBackward(batch, 1f / batch.TargetCount);
+
+        Assert.Equal(b.Sum, a.Sum);
+        NumericAssert.AssertClose(fromLoad.Gradients.Data, fromDense.Gradients.Data, 0, 0, "adapter gradients");
+        Assert.IsType<Nf4Linear>(((LoRALinear)loadGraph.Projection(0, "q_proj")).Base);
+    }
 }

@@ -1,11 +1,13 @@
+using TuningPlatform.Engine.Threading;
 using TuningPlatform.Engine.Training.Kernels;
+using TuningPlatform.Engine.Training.Quantization;
 
 namespace TuningPlatform.Engine.Tests.Training;
 
 /// <summary>The fp32 fast products (transpose + packed GEMM) against the naive double-accumulating references, on odd shapes.</summary>
 public sealed class TrainingGemmTests
 {
-    public static TheoryData<int, int, int> Shapes => new() { { 1, 1, 1 }, { 7, 13, 5 }, { 37, 33, 70 }, { 64, 96, 288 } };
+    public static TheoryData<int, int, int> Shapes => new() { { 1, 1, 1 }, { 7, 13, 5 }, { 37, 33, 70 }, { 64, 96, 288 }, { 301, 45, 333 }, { 13, 200, 700 } };
 
     [Theory]
     [MemberData(nameof(Shapes))]
@@ -37,5 +39,71 @@ public sealed class TrainingGemmTests
             TrainingGemm.NaiveTN<float>(aT, bNn, naive, m, n, k, accumulate);
             NumericAssert.AssertClose(fast, naive, 1e-5, 1e-5, $"TN accumulate={accumulate}");
         }
+    }
+
+    [Theory]
+    [InlineData(5, 7, 3, false)]
+    [InlineData(37, 70, 333, true)]
+    [InlineData(300, 64, 96, true)]
+    public unsafe void PackedGemm_StridedOperandsAndAlpha_MatchNaive(int m, int n, int k, bool parallel)
+    {
+        // A and C live inside wider rows (stride m + 3, n + 5), as attention's per-head slices do.
+        var (lda, ldc, ldb) = (k + 3, n + 5, k + 2);
+        var a = NumericAssert.Random(m * lda, 11);
+        var b = NumericAssert.Random(n * ldb, 12);
+        var start = NumericAssert.Random(m * ldc, 13);
+        var pool = parallel ? WorkerPool.Shared : null;
+        foreach (var accumulate in new[] { false, true })
+        {
+            var fast = (float[])start.Clone();
+            fixed (float* pa = a, pb = b, pc = fast)
+            {
+                PackedGemm.Run(pa, lda, 1, pb, ldb, GemmLayout.NK, pc, ldc, m, n, k, 0.5f, accumulate, pool);
+            }
+
+            var expected = (float[])start.Clone();
+            for (var i = 0; i < m; i++)
+            {
+                for (var j = 0; j < n; j++)
+                {
+                    var sum = 0.0;
+                    for (var p = 0; p < k; p++)
+                    {
+                        sum += (double)a[i * lda + p] * b[j * ldb + p];
+                    }
+
+                    expected[i * ldc + j] = (float)((accumulate ? expected[i * ldc + j] : 0) + 0.5 * sum);
+                }
+            }
+
+            NumericAssert.AssertClose(fast, expected, 1e-5, 1e-5, $"strided NK accumulate={accumulate}");
+        }
+    }
+
+    [Theory]
+    [InlineData(7, 64, 128)]
+    [InlineData(45, 100, 192)]
+    public unsafe void PackedGemm_Nf4Operand_MatchesDequantisedDense(int m, int outFeatures, int inFeatures)
+    {
+        var w = Nf4Tensor.Quantize(NumericAssert.Random(outFeatures * inFeatures, 21), outFeatures, inFeatures);
+        var dense = w.Dequantize();
+        var x = NumericAssert.Random(m * inFeatures, 22);
+        var dy = NumericAssert.Random(m * outFeatures, 23);
+
+        // Forward y = x·Wᵀ (W as N×K) and backward dx += dy·W (W as K×N).
+        var y = new float[m * outFeatures];
+        var dx = NumericAssert.Random(m * inFeatures, 24);
+        var dxExpected = (float[])dx.Clone();
+        fixed (float* px = x, py = y, pdy = dy, pdx = dx)
+        {
+            PackedGemm.Run(px, inFeatures, 1, w, inFeatures, GemmLayout.NK, py, outFeatures, m, outFeatures, inFeatures, 1f, false, WorkerPool.Shared);
+            PackedGemm.Run(pdy, outFeatures, 1, w, inFeatures, GemmLayout.KN, pdx, inFeatures, m, inFeatures, outFeatures, 1f, true, WorkerPool.Shared);
+        }
+
+        var yExpected = new float[m * outFeatures];
+        TrainingGemm.NaiveNT<float>(x, dense, yExpected, m, outFeatures, inFeatures, accumulate: false);
+        TrainingGemm.NaiveNN<float>(dy, dense, dxExpected, m, inFeatures, outFeatures, accumulate: true);
+        NumericAssert.AssertClose(y, yExpected, 1e-5, 1e-5, "NF4 forward");
+        NumericAssert.AssertClose(dx, dxExpected, 1e-5, 1e-5, "NF4 backward");
     }
 }

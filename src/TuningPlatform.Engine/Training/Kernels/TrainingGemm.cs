@@ -8,20 +8,21 @@
 // Two kernels per product, one contract:
 //   Naive* — generic over float and double, accumulated in double: the reference, and what float64
 //            finite-difference checks run on.
-//   fast   — fp32 only: the operands are transposed into thread-local scratch so that every product is the
-//            NT shape that Kernels/MatMul.Gemm (packed, AVX-512, pool-parallel) computes. The transposes
-//            are O(MK + NK) against the O(MNK) product.
+//   fast   — fp32 only: PackedGemm reads every operand in place through strides (no transpose, and C
+//            accumulated directly). Without AVX-512 the operands are transposed into thread-local
+//            scratch so that every product is the NT shape that Kernels/MatMul.Gemm computes.
 // Generic callers dispatch through NT/NN/TN: float goes fast, any other T goes naive.
 // Reference: llm.c matmul_backward; BLAS gemm transposition flags.
 using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using TuningPlatform.Engine.Kernels;
+using TuningPlatform.Engine.Threading;
 
 namespace TuningPlatform.Engine.Training.Kernels;
 
 /// <summary>C (+)= A·Bᵀ, A·B, Aᵀ·B for training: naive generic references and fp32 fast paths over the packed GEMM.</summary>
-public static class TrainingGemm
+public static unsafe class TrainingGemm
 {
     [ThreadStatic]
     private static float[]? _scratchA;
@@ -46,6 +47,16 @@ public static class TrainingGemm
         var af = MemoryMarshal.Cast<T, float>(a);
         var bf = MemoryMarshal.Cast<T, float>(b);
         var cf = MemoryMarshal.Cast<T, float>(c);
+        if (PackedGemm.IsSupported)
+        {
+            fixed (float* pa = af, pb = bf, pc = cf)
+            {
+                PackedGemm.Run(pa, k, 1, pb, k, GemmLayout.NK, pc, n, m, n, k, 1f, accumulate, WorkerPool.Shared);
+            }
+
+            return;
+        }
+
         if (!accumulate)
         {
             MatMul.Gemm(af, bf, default, cf, m, n, k);
@@ -68,6 +79,16 @@ public static class TrainingGemm
             return;
         }
 
+        if (PackedGemm.IsSupported)
+        {
+            fixed (T* pa = a, pb = b, pc = c)
+            {
+                PackedGemm.Run((float*)pa, k, 1, (float*)pb, n, GemmLayout.KN, (float*)pc, n, m, n, k, 1f, accumulate, WorkerPool.Shared);
+            }
+
+            return;
+        }
+
         // A·B = A·(Bᵀ)ᵀ: transpose B [K, N] to [N, K] and run the NT kernel.
         var bt = Scratch(ref _scratchB, n * k);
         Transpose(MemoryMarshal.Cast<T, float>(b), bt, k, n);
@@ -82,6 +103,16 @@ public static class TrainingGemm
         if (typeof(T) != typeof(float) || m == 0 || n == 0)
         {
             NaiveTN(a, b, c, m, n, k, accumulate);
+            return;
+        }
+
+        if (PackedGemm.IsSupported)
+        {
+            fixed (T* pa = a, pb = b, pc = c)
+            {
+                PackedGemm.Run((float*)pa, 1, m, (float*)pb, n, GemmLayout.KN, (float*)pc, n, m, n, k, 1f, accumulate, WorkerPool.Shared);
+            }
+
             return;
         }
 

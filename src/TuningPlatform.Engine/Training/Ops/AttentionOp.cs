@@ -15,10 +15,22 @@
 //   probs      [B, H, T, T]      cached for backward: row t holds P over s ∈ [t0, t]; other entries unused
 //
 // Backward accumulates. GQA needs no repeat_kv copy: the group's heads accumulate into one dk/dv head.
+//
+// Two kernels, one contract. Naive (generic, float64 finite-difference checks): per row and head, dot
+// products and axpys. Fast (fp32, AVX-512): per (sequence, kv head) on the worker pool, every product is a
+// strided PackedGemm on the calling thread, reading q, k, v, dout in place:
+//   S = scale · Q_h K_gᵀ written straight into the probs cache [T, T], softmax row by row over [t0, t]
+//   (zero elsewhere), out_h = P V_g;  backward dP = dO_h V_gᵀ, dV_g += Pᵀ dO_h, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
+//   dQ_h += scale · dS K_g, dK_g += scale · dSᵀ Q_h. The full T × T square is computed (masked entries are
+//   zero in P), which wastes the causal half but runs at GEMM speed.
 // Reference: HF LlamaAttention (eager, repeat_kv) with a block-diagonal causal mask as in padding-free
 // packing (position_ids restarting per example); llm.c attention_forward / attention_backward.
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using TuningPlatform.Engine.Threading;
+using TuningPlatform.Engine.Training.Kernels;
 
 namespace TuningPlatform.Engine.Training.Ops;
 
@@ -30,6 +42,40 @@ public static class AttentionOp
 
     /// <summary>Computes out and caches the attention probabilities.</summary>
     public static void Forward<T>(Span<T> output, Span<T> probs, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v,
+        ReadOnlySpan<int> positions, int batch, int seq, int heads, int kvHeads, int headDim)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
+        {
+            Fast(MemoryMarshal.Cast<T, float>(output), MemoryMarshal.Cast<T, float>(probs), default, default, default, default,
+                MemoryMarshal.Cast<T, float>(q), MemoryMarshal.Cast<T, float>(k), MemoryMarshal.Cast<T, float>(v), positions,
+                batch, seq, heads, kvHeads, headDim, backward: false);
+            return;
+        }
+
+        ForwardNaive(output, probs, q, k, v, positions, batch, seq, heads, kvHeads, headDim);
+    }
+
+    /// <summary>Accumulates dq, dk and dv from dout and the cached probabilities.</summary>
+    public static void Backward<T>(Span<T> dq, Span<T> dk, Span<T> dv, ReadOnlySpan<T> dOutput, ReadOnlySpan<T> probs,
+        ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> positions,
+        int batch, int seq, int heads, int kvHeads, int headDim)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        if (typeof(T) == typeof(float) && PackedGemm.IsSupported)
+        {
+            Fast(default, MemoryMarshal.Cast<T, float>(MemoryMarshal.CreateSpan(ref MemoryMarshal.GetReference(probs), probs.Length)),
+                MemoryMarshal.Cast<T, float>(dq), MemoryMarshal.Cast<T, float>(dk), MemoryMarshal.Cast<T, float>(dv), MemoryMarshal.Cast<T, float>(dOutput),
+                MemoryMarshal.Cast<T, float>(q), MemoryMarshal.Cast<T, float>(k), MemoryMarshal.Cast<T, float>(v), positions,
+                batch, seq, heads, kvHeads, headDim, backward: true);
+            return;
+        }
+
+        BackwardNaive(dq, dk, dv, dOutput, probs, q, k, v, positions, batch, seq, heads, kvHeads, headDim);
+    }
+
+    /// <summary>Reference forward: dot products per row and head.</summary>
+    public static void ForwardNaive<T>(Span<T> output, Span<T> probs, ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v,
         ReadOnlySpan<int> positions, int batch, int seq, int heads, int kvHeads, int headDim)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
@@ -74,8 +120,8 @@ public static class AttentionOp
         }
     }
 
-    /// <summary>Accumulates dq, dk and dv from dout and the cached probabilities.</summary>
-    public static void Backward<T>(Span<T> dq, Span<T> dk, Span<T> dv, ReadOnlySpan<T> dOutput, ReadOnlySpan<T> probs,
+    /// <summary>Reference backward: dot products and axpys per row and head.</summary>
+    public static void BackwardNaive<T>(Span<T> dq, Span<T> dk, Span<T> dv, ReadOnlySpan<T> dOutput, ReadOnlySpan<T> probs,
         ReadOnlySpan<T> q, ReadOnlySpan<T> k, ReadOnlySpan<T> v, ReadOnlySpan<int> positions,
         int batch, int seq, int heads, int kvHeads, int headDim)
         where T : unmanaged, IFloatingPointIeee754<T>
@@ -120,6 +166,202 @@ public static class AttentionOp
                 }
             }
         }
+    }
+
+    private static unsafe void Fast(Span<float> output, Span<float> probs, Span<float> dq, Span<float> dk, Span<float> dv, ReadOnlySpan<float> dOutput,
+        ReadOnlySpan<float> q, ReadOnlySpan<float> k, ReadOnlySpan<float> v, ReadOnlySpan<int> positions,
+        int batch, int seq, int heads, int kvHeads, int headDim, bool backward)
+    {
+        var n = batch * seq;
+        if (q.Length < n * heads * headDim || k.Length < n * kvHeads * headDim || v.Length < n * kvHeads * headDim
+            || probs.Length < ProbsLength(batch, seq, heads) || positions.Length < n)
+        {
+            throw new ArgumentException($"attention buffers are smaller than B={batch}, T={seq}, H={heads}, Hkv={kvHeads}, Dh={headDim} need");
+        }
+
+        for (var b = 0; b < batch; b++)
+        {
+            for (var t = 0; t < seq; t++)
+            {
+                ExampleStart(positions, b, seq, t);
+            }
+        }
+
+        var job = FastJob.Instance;
+        fixed (float* po = output, pp = probs, pdq = dq, pdk = dk, pdv = dv, pdo = dOutput, pq = q, pk = k, pv = v)
+        fixed (int* pos = positions)
+        {
+            job.Output = po;
+            job.Probs = pp;
+            job.DQ = pdq;
+            job.DK = pdk;
+            job.DV = pdv;
+            job.DOutput = pdo;
+            job.Q = pq;
+            job.K = pk;
+            job.V = pv;
+            job.Positions = pos;
+            job.Seq = seq;
+            job.Heads = heads;
+            job.KvHeads = kvHeads;
+            job.HeadDim = headDim;
+            job.Backward = backward;
+            WorkerPool.Shared.Run(job, batch * kvHeads);
+        }
+    }
+
+    private sealed unsafe class FastJob : IParallelJob
+    {
+        [ThreadStatic]
+        private static FastJob? _instance;
+
+        [ThreadStatic]
+        private static float[]? _dp;
+
+        public float* Output;
+        public float* Probs;
+        public float* DQ;
+        public float* DK;
+        public float* DV;
+        public float* DOutput;
+        public float* Q;
+        public float* K;
+        public float* V;
+        public int* Positions;
+        public int Seq;
+        public int Heads;
+        public int KvHeads;
+        public int HeadDim;
+        public bool Backward;
+
+        public static FastJob Instance => _instance ??= new FastJob();
+
+        // Chunk = one (sequence b, kv head g): it alone writes dk/dv of g, and dq/out of the group's heads.
+        public void Execute(int chunk, int chunkCount)
+        {
+            var (t, dh) = (Seq, HeadDim);
+            var b = chunk / KvHeads;
+            var g = chunk % KvHeads;
+            var group = Heads / KvHeads;
+            var qStride = (long)Heads * dh;
+            var kvStride = (long)KvHeads * dh;
+            var scale = 1f / MathF.Sqrt(dh);
+            var kg = K + (b * t * kvStride) + g * dh;
+            var vg = V + (b * t * kvStride) + g * dh;
+            var pos = Positions + b * t;
+            var dpArray = Backward ? (_dp is { } d && d.Length >= t * t ? d : _dp = GC.AllocateUninitializedArray<float>(t * t, pinned: true)) : null;
+            for (var h = g * group; h < (g + 1) * group; h++)
+            {
+                var p = Probs + ((long)b * Heads + h) * t * t;
+                var qh = Q + (b * t * qStride) + h * dh;
+                if (!Backward)
+                {
+                    // S = scale · Q_h K_gᵀ into the cache, then softmax over each row's own example.
+                    PackedGemm.Run(qh, qStride, 1, kg, kvStride, GemmLayout.NK, p, t, t, t, dh, scale, accumulate: false, null);
+                    for (var row = 0; row < t; row++)
+                    {
+                        var t0 = row - pos[row];
+                        var full = p + (long)row * t;
+                        SoftmaxRow(full + t0, row + 1 - t0);
+                        new Span<float>(full, t0).Clear();
+                        new Span<float>(full + row + 1, t - row - 1).Clear();
+                    }
+
+                    PackedGemm.Run(p, t, 1, vg, kvStride, GemmLayout.KN, Output + (b * t * qStride) + h * dh, qStride, t, dh, t, 1f, accumulate: false, null);
+                    continue;
+                }
+
+                fixed (float* dp = dpArray)
+                {
+                    var doh = DOutput + (b * t * qStride) + h * dh;
+                    // dP = dO_h V_gᵀ;  dV_g += Pᵀ dO_h.
+                    PackedGemm.Run(doh, qStride, 1, vg, kvStride, GemmLayout.NK, dp, t, t, t, dh, 1f, accumulate: false, null);
+                    PackedGemm.Run(p, 1, t, doh, qStride, GemmLayout.KN, DV + (b * t * kvStride) + g * dh, kvStride, t, dh, t, 1f, accumulate: true, null);
+                    // dS = P ⊙ (dP − Σ_s P·dP) over each row's live range (zero elsewhere, since P is).
+                    for (var row = 0; row < t; row++)
+                    {
+                        var t0 = row - pos[row];
+                        SoftmaxBackwardRow(p + (long)row * t, dp + (long)row * t, t0, row + 1, t);
+                    }
+
+                    // dQ_h += scale · dS K_g;  dK_g += scale · dSᵀ Q_h.
+                    PackedGemm.Run(dp, t, 1, kg, kvStride, GemmLayout.KN, DQ + (b * t * qStride) + h * dh, qStride, t, dh, t, scale, accumulate: true, null);
+                    PackedGemm.Run(dp, 1, t, qh, qStride, GemmLayout.KN, DK + (b * t * kvStride) + g * dh, kvStride, t, dh, t, scale, accumulate: true, null);
+                }
+            }
+        }
+    }
+
+    // In place over n scores: exp(x − max) / Σ, in Vector512 steps with a masked tail.
+    private static unsafe void SoftmaxRow(float* x, int n)
+    {
+        var max = Vector512.Create(float.NegativeInfinity);
+        var i = 0;
+        for (; i <= n - 16; i += 16)
+        {
+            max = Vector512.Max(max, Vector512.Load(x + i));
+        }
+
+        var m = float.NegativeInfinity;
+        for (var j = 0; j < 16; j++)
+        {
+            m = MathF.Max(m, max[j]);
+        }
+
+        for (var j = i; j < n; j++)
+        {
+            m = MathF.Max(m, x[j]);
+        }
+
+        var vm = Vector512.Create(m);
+        var sum = Vector512<float>.Zero;
+        for (i = 0; i <= n - 16; i += 16)
+        {
+            var e = Vector512.Exp(Vector512.Load(x + i) - vm);
+            e.Store(x + i);
+            sum += e;
+        }
+
+        var total = Vector512.Sum(sum);
+        for (var j = i; j < n; j++)
+        {
+            x[j] = MathF.Exp(x[j] - m);
+            total += x[j];
+        }
+
+        var inv = Vector512.Create(1f / total);
+        for (i = 0; i <= n - 16; i += 16)
+        {
+            (Vector512.Load(x + i) * inv).Store(x + i);
+        }
+
+        for (var j = i; j < n; j++)
+        {
+            x[j] *= 1f / total;
+        }
+    }
+
+    // dS = P ⊙ (dP − Σ P·dP) over the live range [s0, s1) of one row; zero elsewhere (P is zero there).
+    private static unsafe void SoftmaxBackwardRow(float* p, float* dp, int s0, int s1, int t)
+    {
+        var dot = new ReadOnlySpan<float>(p + s0, s1 - s0);
+        var live = new Span<float>(dp + s0, s1 - s0);
+        var d = TensorPrimitives.Dot(dot, live);
+        var i = 0;
+        var vd = Vector512.Create(d);
+        for (; i <= live.Length - 16; i += 16)
+        {
+            var q = dp + s0 + i;
+            ((Vector512.Load(q) - vd) * Vector512.Load(p + s0 + i)).Store(q);
+        }
+
+        for (; i < live.Length; i++)
+        {
+            live[i] = (live[i] - d) * dot[i];
+        }
+
+        new Span<float>(dp, s0).Clear();
+        new Span<float>(dp + s1, t - s1).Clear();
     }
 
     private static int ExampleStart(ReadOnlySpan<int> positions, int b, int seq, int t)

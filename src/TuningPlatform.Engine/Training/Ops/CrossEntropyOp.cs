@@ -18,6 +18,9 @@
 // linear cross-entropy; llm.c fused_classifier.
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using TuningPlatform.Engine.Threading;
 using TuningPlatform.Engine.Training.Kernels;
 
 namespace TuningPlatform.Engine.Training.Ops;
@@ -77,29 +80,15 @@ public static class CrossEntropyOp
 
             var z = logits[..(c * vocab)];
             TrainingGemm.NT(xc[..(c * dim)], weight, z, c, vocab, dim, accumulate: false);
-            for (var i = 0; i < c; i++)
+            if (typeof(T) == typeof(float))
             {
-                var zi = z.Slice(i * vocab, vocab);
-                var target = targets[rows[i]];
-                var max = TensorPrimitives.Max(zi);
-                var sum = 0.0;
-                for (var j = 0; j < vocab; j++)
+                total += SoftmaxRowsFloat(MemoryMarshal.Cast<T, float>(z), rows.AsSpan(0, c), targets, vocab, float.CreateTruncating(gradScale), wantGrad);
+            }
+            else
+            {
+                for (var i = 0; i < c; i++)
                 {
-                    sum += double.CreateTruncating(T.Exp(zi[j] - max));
-                }
-
-                var lse = double.CreateTruncating(max) + Math.Log(sum);
-                total += lse - double.CreateTruncating(zi[target]);
-                if (wantGrad)
-                {
-                    // dz = (softmax − onehot) · scale, written over the logits.
-                    var lseT = T.CreateTruncating(lse);
-                    for (var j = 0; j < vocab; j++)
-                    {
-                        zi[j] = T.Exp(zi[j] - lseT) * gradScale;
-                    }
-
-                    zi[target] -= gradScale;
+                    total += SoftmaxRow(z.Slice(i * vocab, vocab), targets[rows[i]], gradScale, wantGrad);
                 }
             }
 
@@ -125,5 +114,131 @@ public static class CrossEntropyOp
         }
 
         return total;
+    }
+
+    // Reference row: loss of one row in double; with wantGrad, overwrites the logits with (softmax − onehot)·scale.
+    private static double SoftmaxRow<T>(Span<T> zi, int target, T gradScale, bool wantGrad)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var max = TensorPrimitives.Max<T>(zi);
+        var sum = 0.0;
+        for (var j = 0; j < zi.Length; j++)
+        {
+            sum += double.CreateTruncating(T.Exp(zi[j] - max));
+        }
+
+        var lse = double.CreateTruncating(max) + Math.Log(sum);
+        var loss = lse - double.CreateTruncating(zi[target]);
+        if (wantGrad)
+        {
+            var lseT = T.CreateTruncating(lse);
+            for (var j = 0; j < zi.Length; j++)
+            {
+                zi[j] = T.Exp(zi[j] - lseT) * gradScale;
+            }
+
+            zi[target] -= gradScale;
+        }
+
+        return loss;
+    }
+
+    // fp32 rows, vectorised (TensorPrimitives) and split across the worker pool; returns Σ of the rows' losses.
+    private static unsafe double SoftmaxRowsFloat(Span<float> z, ReadOnlySpan<int> rows, ReadOnlySpan<int> targets, int vocab, float gradScale, bool wantGrad)
+    {
+        var job = SoftmaxJob.Instance;
+        var losses = job.Losses.Length >= rows.Length ? job.Losses : job.Losses = new double[rows.Length];
+        var rowTargets = job.Targets.Length >= rows.Length ? job.Targets : job.Targets = new int[rows.Length];
+        for (var i = 0; i < rows.Length; i++)
+        {
+            rowTargets[i] = targets[rows[i]];
+        }
+
+        fixed (float* pz = z)
+        {
+            job.Z = pz;
+            job.Rows = rows.Length;
+            job.Vocab = vocab;
+            job.GradScale = gradScale;
+            job.WantGrad = wantGrad;
+            WorkerPool.Shared.Run(job, Math.Min(rows.Length, WorkerPool.Shared.Threads * 4));
+            job.Z = null;
+        }
+
+        var total = 0.0;
+        for (var i = 0; i < rows.Length; i++)
+        {
+            total += losses[i];
+        }
+
+        return total;
+    }
+
+    // z ← exp(z − max) in one pass that also returns Σ z (Vector512 where available).
+    private static float ExpInPlace(Span<float> z, float max)
+    {
+        var i = 0;
+        var total = 0f;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vm = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            ref var start = ref MemoryMarshal.GetReference(z);
+            for (; i <= z.Length - 16; i += 16)
+            {
+                var e = Vector512.Exp(Vector512.LoadUnsafe(ref start, (nuint)i) - vm);
+                e.StoreUnsafe(ref start, (nuint)i);
+                acc += e;
+            }
+
+            total = Vector512.Sum(acc);
+        }
+
+        for (; i < z.Length; i++)
+        {
+            z[i] = MathF.Exp(z[i] - max);
+            total += z[i];
+        }
+
+        return total;
+    }
+
+    private sealed unsafe class SoftmaxJob : IParallelJob
+    {
+        [ThreadStatic]
+        private static SoftmaxJob? _instance;
+
+        public float* Z;
+        public int Rows;
+        public int Vocab;
+        public float GradScale;
+        public bool WantGrad;
+
+        public static SoftmaxJob Instance => _instance ??= new SoftmaxJob();
+
+        public double[] Losses { get; set; } = [];
+
+        public int[] Targets { get; set; } = [];
+
+        public void Execute(int chunk, int chunkCount)
+        {
+            var r0 = (int)((long)Rows * chunk / chunkCount);
+            var r1 = (int)((long)Rows * (chunk + 1) / chunkCount);
+            for (var i = r0; i < r1; i++)
+            {
+                var zi = new Span<float>(Z + (long)i * Vocab, Vocab);
+                var target = Targets[i];
+                var zt = zi[target];
+                // e = exp(z − max) in place; loss = log Σe − (z_target − max); dz = e · scale/Σe − scale·onehot.
+                var max = TensorPrimitives.Max(zi);
+                var sum = ExpInPlace(zi, max);
+                Losses[i] = Math.Log(sum) - (zt - max);
+                if (WantGrad)
+                {
+                    TensorPrimitives.Multiply(zi, GradScale / sum, zi);
+                    zi[target] -= GradScale;
+                }
+            }
+        }
     }
 }

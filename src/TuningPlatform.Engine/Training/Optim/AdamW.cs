@@ -5,6 +5,7 @@
 // State: m, v [P] (P = fp32 elements of the store), step t. Parameters, gradients and moments share one
 // layout, so the step is one loop per parameter range.
 // Reference: torch.optim.AdamW (single-tensor path), whose operation order this follows.
+using System.Runtime.Intrinsics;
 using TuningPlatform.Engine.Models;
 
 namespace TuningPlatform.Engine.Training.Optim;
@@ -76,14 +77,38 @@ public sealed class AdamW
         var g = _gradients.Data;
         foreach (var (offset, length, decays) in _ranges)
         {
-            var pd = decays ? decay : 1f;
-            for (var i = offset; i < offset + length; i++)
+            Update(p.AsSpan(offset, length), g.AsSpan(offset, length), M.AsSpan(offset, length), V.AsSpan(offset, length),
+                decays ? decay : 1f, b1, b2, stepSize, bc2Sqrt, eps);
+        }
+    }
+
+    // One range: Vector512 lanes, then the same arithmetic scalar for the tail (identical per element).
+    private static void Update(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, float pd, float b1, float b2,
+        float stepSize, float bc2Sqrt, float eps)
+    {
+        var i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var (vb1, vb2, vc1, vc2) = (Vector512.Create(b1), Vector512.Create(b2), Vector512.Create(1 - b1), Vector512.Create(1 - b2));
+            var (vpd, vstep, vbc, veps) = (Vector512.Create(pd), Vector512.Create(stepSize), Vector512.Create(bc2Sqrt), Vector512.Create(eps));
+            for (; i <= p.Length - 16; i += 16)
             {
-                var gi = g[i];
-                var m = M[i] = b1 * M[i] + (1 - b1) * gi;
-                var v = V[i] = b2 * V[i] + (1 - b2) * gi * gi;
-                p[i] = p[i] * pd - stepSize * m / (MathF.Sqrt(v) / bc2Sqrt + eps);
+                var gi = Vector512.Create(g.Slice(i, 16));
+                var mi = vb1 * Vector512.Create(m.Slice(i, 16)) + vc1 * gi;
+                var vi = vb2 * Vector512.Create(v.Slice(i, 16)) + vc2 * gi * gi;
+                mi.CopyTo(m.Slice(i, 16));
+                vi.CopyTo(v.Slice(i, 16));
+                var pi = Vector512.Create(p.Slice(i, 16)) * vpd - vstep * mi / (Vector512.Sqrt(vi) / vbc + veps);
+                pi.CopyTo(p.Slice(i, 16));
             }
+        }
+
+        for (; i < p.Length; i++)
+        {
+            var gi = g[i];
+            var mi = m[i] = b1 * m[i] + (1 - b1) * gi;
+            var vi = v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+            p[i] = p[i] * pd - stepSize * mi / (MathF.Sqrt(vi) / bc2Sqrt + eps);
         }
     }
 }

@@ -143,11 +143,13 @@ public sealed class LoRAAdapter
 
     /// <summary>
     /// The projection factory for <see cref="LlamaTrainingModel"/>: targeted projections become LoRA over a frozen base
-    /// (made by <paramref name="frozenBase"/>: dense fp32/bf16 by default, NF4 for QLoRA), the rest frozen dense layers.
+    /// (made by <paramref name="frozenBase"/>: dense fp32/bf16 by default, NF4 when the model was loaded with NF4 projections or for QLoRA), the rest frozen dense layers.
     /// </summary>
     public Func<ProjectionSlot, ITrainableLinear> Projections(int dropoutSeed = 0, Func<ProjectionSlot, ITrainableLinear>? frozenBase = null)
     {
-        frozenBase ??= slot => new DenseLinear(slot.Weight, slot.Bias, null);
+        frozenBase ??= slot => slot.Weight.DType == ParameterDType.Nf4
+            ? new Quantization.Nf4Linear(slot.Weight, slot.Bias)
+            : new DenseLinear(slot.Weight, slot.Bias, null);
         return slot =>
         {
             var inner = frozenBase(slot);

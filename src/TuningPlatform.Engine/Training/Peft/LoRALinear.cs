@@ -18,7 +18,6 @@ public sealed class LoRALinear : ITrainableLinear
     private readonly ParameterGradients _gradients;
     private readonly ulong _id;
     private float[] _u = [];
-    private long _round;
 
     /// <summary>Wraps a frozen <paramref name="baseLayer"/> with adapter parameters <paramref name="a"/> [R, I] and <paramref name="b"/> [O, R].</summary>
     public LoRALinear(ITrainableLinear baseLayer, Parameter a, Parameter b, ParameterGradients gradients, float scale, float dropout, ulong seed, int moduleId)
@@ -54,6 +53,9 @@ public sealed class LoRALinear : ITrainableLinear
 
     /// <summary>R.</summary>
     public int Rank { get; }
+
+    /// <summary>Backward passes so far: the dropout masks' random state (saved and restored by checkpoints).</summary>
+    public long Round { get; set; }
 
     /// <inheritdoc/>
     public int InFeatures => Base.InFeatures;
@@ -99,7 +101,7 @@ public sealed class LoRALinear : ITrainableLinear
             LoRAOp.Backward(dx, _gradients[A], _gradients[B], Scratch(rows * Rank), dOutput, x, _u, A.Span, B.Span, rows, OutFeatures, InFeatures, Rank, Scale);
         }
 
-        _round++;
+        Round++;
     }
 
     private ReadOnlySpan<float> Dropped(ReadOnlySpan<float> x, int rows)
@@ -122,7 +124,7 @@ public sealed class LoRALinear : ITrainableLinear
     // SplitMix64 of (module, round, element): uniform in [0, 1) from the top 24 bits.
     private bool Kept(int index)
     {
-        var z = _id + (ulong)_round * 0xD1B54A32D192ED03UL + (ulong)index * 0x9E3779B97F4A7C15UL;
+        var z = _id + (ulong)Round * 0xD1B54A32D192ED03UL + (ulong)index * 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
         z ^= z >> 31;

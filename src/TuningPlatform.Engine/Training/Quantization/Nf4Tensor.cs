@@ -136,6 +136,32 @@ public sealed class Nf4Tensor
         }
     }
 
+    /// <summary>Writes weights <paramref name="start"/> .. start + destination.Length, dequantised, to <paramref name="destination"/> (a GEMM packs panels with this).</summary>
+    public void DequantizeRange(long start, Span<float> destination)
+    {
+        if (start < 0 || start + destination.Length > Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(start), $"range [{start}, {start + destination.Length}) is outside the tensor's {Length} weights");
+        }
+
+        var i = (int)start;
+        var end = i + destination.Length;
+        var o = 0;
+        var codebook = Codebook.AsSpan();
+        while (i < end)
+        {
+            // One block at a time: its absmax once, then codes two per byte.
+            var block = i / BlockSize;
+            var a = BlockAbsmax(block);
+            var blockEnd = Math.Min(end, (block + 1) * BlockSize);
+            for (; i < blockEnd; i++, o++)
+            {
+                var code = _codes[i >> 1];
+                destination[o] = codebook[(i & 1) == 0 ? code & 0xF : code >> 4] * a;
+            }
+        }
+    }
+
     /// <summary>The dequantised weights as a new array.</summary>
     public float[] Dequantize()
     {

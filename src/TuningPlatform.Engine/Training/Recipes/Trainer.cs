@@ -49,14 +49,24 @@ public sealed class Trainer
     /// <summary>The optimizer and its moments.</summary>
     public AdamW Optimizer { get; }
 
-    /// <summary>Optimizer steps taken.</summary>
-    public int Step { get; private set; }
+    /// <summary>Optimizer steps taken (restored by <see cref="TrainingCheckpoint.Load"/>).</summary>
+    public int Step { get; internal set; }
+
+    /// <summary>The training graph.</summary>
+    public LlamaTrainingModel Graph => _graph;
+
+    /// <summary>The gradients of the parameters this trainer updates (their store holds the parameters).</summary>
+    public ParameterGradients Trainable => _trainable;
 
     /// <summary>One optimizer step over <paramref name="microBatches"/> (accumulated).</summary>
     public StepResult TrainStep(IReadOnlyList<TrainingBatch> microBatches)
     {
         _trainable.Zero();
-        _graph.Gradients?.Zero();
+        if (!ReferenceEquals(_graph.Gradients, _trainable))
+        {
+            _graph.Gradients?.Zero();
+        }
+
         var tokens = microBatches.Sum(b => b.TargetCount);
         var scale = tokens == 0 ? 0f : 1f / tokens;
         var sum = 0.0;
