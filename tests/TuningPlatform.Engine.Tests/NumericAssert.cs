@@ -8,6 +8,22 @@ internal static class NumericAssert
     /// <summary>Fails unless |actual − expected| ≤ atol + rtol·|expected| everywhere (and the lengths match).</summary>
     public static void AssertClose(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected, double rtol, double atol, string what = "values")
     {
+        var a = new double[actual.Length];
+        var e = new double[expected.Length];
+        for (var i = 0; i < a.Length; i++)
+        {
+            a[i] = actual[i];
+        }
+        for (var i = 0; i < e.Length; i++)
+        {
+            e[i] = expected[i];
+        }
+        AssertClose(a, e, rtol, atol, what);
+    }
+
+    /// <summary>Fails unless |actual − expected| ≤ atol + rtol·|expected| everywhere (and the lengths match).</summary>
+    public static void AssertClose(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, double rtol, double atol, string what = "values")
+    {
         Assert.True(actual.Length == expected.Length, $"{what}: length {actual.Length}, expected {expected.Length}");
         var worst = -1;
         var worstExcess = 0.0;
@@ -15,7 +31,7 @@ internal static class NumericAssert
         var failures = 0;
         for (var i = 0; i < actual.Length; i++)
         {
-            var diff = Math.Abs((double)actual[i] - expected[i]);
+            var diff = Math.Abs(actual[i] - expected[i]);
             maxAbs = Math.Max(maxAbs, double.IsNaN(diff) ? double.PositiveInfinity : diff);
             var allowed = atol + rtol * Math.Abs(expected[i]);
             var excess = double.IsNaN(diff) ? double.PositiveInfinity : diff - allowed;
@@ -33,7 +49,7 @@ internal static class NumericAssert
         if (worst >= 0)
         {
             Assert.Fail(string.Create(CultureInfo.InvariantCulture,
-                $"{what}: {failures} of {actual.Length} elements outside rtol={rtol:g3}, atol={atol:g3}; worst at [{worst}]: actual {actual[worst]:g9}, expected {expected[worst]:g9} (|diff| {Math.Abs(actual[worst] - expected[worst]):g3}); max |diff| {maxAbs:g3}"));
+                $"{what}: {failures} of {actual.Length} elements outside rtol={rtol:g3}, atol={atol:g3}; worst at [{worst}]: actual {actual[worst]:g12}, expected {expected[worst]:g12} (|diff| {Math.Abs(actual[worst] - expected[worst]):g3}); max |diff| {maxAbs:g3}"));
         }
     }
 

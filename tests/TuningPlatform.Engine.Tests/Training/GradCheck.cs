@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace TuningPlatform.Engine.Tests.Training;
 
 /// <summary>Central finite differences in float64, and a double-precision closeness check naming the worst element.</summary>
@@ -21,36 +19,7 @@ internal static class GradCheck
             numeric[i] = (plus - minus) / (2 * h);
         }
 
-        AssertClose(analytic, numeric, rtol, atol, what);
-    }
-
-    /// <summary>Fails unless |actual − expected| ≤ atol + rtol·|expected| everywhere.</summary>
-    public static void AssertClose(ReadOnlySpan<double> actual, ReadOnlySpan<double> expected, double rtol, double atol, string what)
-    {
-        Assert.True(actual.Length == expected.Length, $"{what}: length {actual.Length}, expected {expected.Length}");
-        var worst = -1;
-        var worstExcess = 0.0;
-        var failures = 0;
-        for (var i = 0; i < actual.Length; i++)
-        {
-            var diff = Math.Abs(actual[i] - expected[i]);
-            var excess = double.IsNaN(diff) ? double.PositiveInfinity : diff - (atol + rtol * Math.Abs(expected[i]));
-            if (excess > 0)
-            {
-                failures++;
-                if (worst < 0 || excess > worstExcess)
-                {
-                    worst = i;
-                    worstExcess = excess;
-                }
-            }
-        }
-
-        if (worst >= 0)
-        {
-            Assert.Fail(string.Create(CultureInfo.InvariantCulture,
-                $"{what}: {failures} of {actual.Length} elements outside rtol={rtol:g3}, atol={atol:g3}; worst at [{worst}]: actual {actual[worst]:g12}, expected {expected[worst]:g12}"));
-        }
+        NumericAssert.AssertClose(analytic, numeric, rtol, atol, what);
     }
 
     /// <summary>Deterministic values in [-scale, scale).</summary>

@@ -180,7 +180,7 @@ public sealed class OpGradientTests
         AttentionOp.Forward<double>(first, new double[AttentionOp.ProbsLength(1, 3, H)], q.AsSpan(0, w), k.AsSpan(0, w), v.AsSpan(0, w), [0, 1, 2], 1, 3, H, H, Dh);
         AttentionOp.Forward<double>(second, new double[AttentionOp.ProbsLength(1, 4, H)], q.AsSpan(w), k.AsSpan(w), v.AsSpan(w), [0, 1, 2, 3], 1, 4, H, H, Dh);
 
-        GradCheck.AssertClose(together, [.. first, .. second], 0, 1e-15, "packed vs separate");
+        NumericAssert.AssertClose(together, [.. first, .. second], 0, 1e-15, "packed vs separate");
     }
 
     [Fact]
