@@ -1,3 +1,4 @@
+using TuningPlatform.Testing;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using TuningPlatform.Grpc.Client;
@@ -126,13 +127,8 @@ public sealed partial class AppHostTests : IDisposable
 
     private static string? SharedModel(string name)
     {
-        var root = AppContext.BaseDirectory;
-        while (root is not null && !File.Exists(Path.Combine(root, "TuningPlatform.sln")))
-        {
-            root = Path.GetDirectoryName(root);
-        }
-        var path = root is null ? null : Path.GetFullPath(Path.Combine(root, "..", "shared", "assets", "models", name));
-        return path is not null && Directory.Exists(path) ? path : null;
+        var path = RepositoryPaths.SharedAsset("models", name);
+        return Directory.Exists(path) ? path : null;
     }
 
     private static void RequireRedis()

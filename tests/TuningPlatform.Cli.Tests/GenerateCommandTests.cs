@@ -1,3 +1,4 @@
+using TuningPlatform.Testing;
 using System.Text.Json;
 
 namespace TuningPlatform.Cli.Tests;
@@ -6,12 +7,7 @@ public sealed class GenerateCommandTests
 {
     private static string Models()
     {
-        var root = AppContext.BaseDirectory;
-        while (root is not null && !File.Exists(Path.Combine(root, "TuningPlatform.sln")))
-        {
-            root = Path.GetDirectoryName(root);
-        }
-        var models = Path.GetFullPath(Path.Combine(root!, "..", "shared", "assets", "models"));
+        var models = RepositoryPaths.SharedAsset("models");
         if (!Directory.Exists(Path.Combine(models, "stories260K-hf")))
         {
             Assert.Skip("../shared/assets/models is absent; tune generate needs the stories260K model.");

@@ -1,3 +1,4 @@
+using TuningPlatform.Testing;
 using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -17,11 +18,7 @@ public sealed class ClientGeneratorTests
     [Fact]
     public void Generate_EveryService_MatchesCommittedFile()
     {
-        var root = AppContext.BaseDirectory;
-        while (!File.Exists(Path.Combine(root, "TuningPlatform.sln")))
-        {
-            root = Path.GetDirectoryName(root)!;
-        }
+        var root = RepositoryPaths.Root;
         foreach (var (service, reflectionClass) in ClientGenerator.Services)
         {
             var path = Path.Combine(root, "src", "TuningPlatform.Clients", "Generated", ClientGenerator.FileName(service));

@@ -1,12 +1,12 @@
+using TuningPlatform.Testing;
+
 namespace TuningPlatform.Engine.Tests;
 
 /// <summary>Locates ../shared/assets beside the repository and skips a test with a clear message when absent.</summary>
 internal static class TestAssets
 {
-    private static readonly Lazy<string?> Root = new(FindRepoRoot);
-
     /// <summary>The repository root (the directory holding TuningPlatform.sln).</summary>
-    public static string RepoRoot => Root.Value ?? throw new InvalidOperationException("TuningPlatform.sln not found above " + AppContext.BaseDirectory);
+    public static string RepoRoot => RepositoryPaths.Root;
 
     /// <summary>Path of a shared asset; skips the calling test when it does not exist.</summary>
     public static string Require(params string[] parts)
@@ -23,17 +23,4 @@ internal static class TestAssets
     /// <summary>Path of a committed fixture under tests/TuningPlatform.Engine.Tests/Fixtures.</summary>
     public static string Fixture(string name) =>
         Path.Combine(RepoRoot, "tests", "TuningPlatform.Engine.Tests", "Fixtures", name);
-
-    private static string? FindRepoRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "TuningPlatform.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        return null;
-    }
 }

@@ -1,3 +1,4 @@
+using TuningPlatform.Testing;
 using System.Globalization;
 using System.Text.Json;
 
@@ -17,25 +18,7 @@ internal static class TestData
     public static double[] Doubles(this JsonElement element) => element.EnumerateArray().Select(e => e.GetDouble()).ToArray();
 
     /// <summary>Path of a file under ../shared/assets beside the repository; skips the test when absent.</summary>
-    public static string RequireSharedAsset(params string[] parts)
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "TuningPlatform.sln")))
-            {
-                var path = Path.GetFullPath(Path.Combine([dir.FullName, "..", "shared", "assets", .. parts]));
-                if (File.Exists(path))
-                {
-                    return path;
-                }
-
-                break;
-            }
-        }
-
-        Assert.Skip($"shared asset {string.Join('/', parts)} not found beside the repository (../shared/assets).");
-        return "";
-    }
+    public static string RequireSharedAsset(params string[] parts) => RepositoryPaths.RequireSharedAsset(parts);
 
     /// <summary>Fails unless |actual − expected| ≤ atol + rtol·|expected|, naming the case.</summary>
     public static void AssertClose(double expected, double actual, double atol, string what, double rtol = 0)

@@ -1,3 +1,4 @@
+using TuningPlatform.Testing;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Builder;
@@ -31,13 +32,8 @@ public sealed class InferenceServer : IAsyncDisposable
     {
         get
         {
-            var root = AppContext.BaseDirectory;
-            while (root is not null && !File.Exists(Path.Combine(root, "TuningPlatform.sln")))
-            {
-                root = Path.GetDirectoryName(root);
-            }
-            var models = root is null ? null : Path.GetFullPath(Path.Combine(root, "..", "shared", "assets", "models"));
-            return models is not null && Directory.Exists(Path.Combine(models, "stories260K-hf")) ? models : null;
+            var models = RepositoryPaths.SharedAsset("models");
+            return Directory.Exists(Path.Combine(models, "stories260K-hf")) ? models : null;
         }
     }
 

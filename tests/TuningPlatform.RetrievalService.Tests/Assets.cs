@@ -1,3 +1,5 @@
+using TuningPlatform.Testing;
+
 namespace TuningPlatform.RetrievalService.Tests;
 
 /// <summary>The shared test documents (../shared/assets relative to the repository root) and scratch folders.</summary>
@@ -29,13 +31,8 @@ internal static class Assets
 
     private static string? Existing(string relative)
     {
-        var root = AppContext.BaseDirectory;
-        while (root is not null && !File.Exists(Path.Combine(root, "TuningPlatform.sln")))
-        {
-            root = Path.GetDirectoryName(root);
-        }
-        var path = root is null ? null : Path.GetFullPath(Path.Combine(root, "..", "shared", "assets", relative));
-        return path is not null && Directory.Exists(path) ? path : null;
+        var path = RepositoryPaths.SharedAsset(relative);
+        return Directory.Exists(path) ? path : null;
     }
 
     private static Exception Skip(string message)

@@ -1,9 +1,11 @@
+using TuningPlatform.Testing;
+
 namespace TuningPlatform.CurationService.Tests.Infrastructure;
 
 /// <summary>Shared assets (../shared/assets relative to the repository root); tests skip with a message when absent.</summary>
 internal static class Assets
 {
-    public static string RepositoryRoot { get; } = FindRoot();
+    public static string RepositoryRoot => RepositoryPaths.Root;
 
     public static string Dataset(string relative) => Require(Path.Combine(RepositoryRoot, "..", "shared", "assets", "datasets", relative));
 
@@ -17,15 +19,5 @@ internal static class Assets
             Assert.Skip($"shared asset {full} is absent (tests read ../shared/assets next to the repository)");
         }
         return full;
-    }
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TuningPlatform.sln")))
-        {
-            dir = dir.Parent;
-        }
-        return dir?.FullName ?? throw new InvalidOperationException("TuningPlatform.sln not found above " + AppContext.BaseDirectory);
     }
 }
