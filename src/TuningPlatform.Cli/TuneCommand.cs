@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using TuningPlatform.Cli.Remote;
 using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.IO;
 using TuningPlatform.Engine.Models;
@@ -10,10 +11,14 @@ namespace TuningPlatform.Cli;
 /// <summary>The <c>tune</c> command tree.</summary>
 internal static class TuneCommand
 {
-    public static RootCommand Create(TextWriter output, TextWriter error)
+    public static RootCommand Create(TextWriter output, TextWriter error, Func<string, string?>? environment = null)
     {
         var root = new RootCommand("TuningPlatform: fine-tune, evaluate, serve and compare Llama-family models.");
         root.Subcommands.Add(Generate(output, error));
+        foreach (var command in RemoteCommands.Create(output, error, environment ?? Environment.GetEnvironmentVariable))
+        {
+            root.Subcommands.Add(command);
+        }
         return root;
     }
 
