@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
+using TuningPlatform.Clients;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Curation.V1;
 using TuningPlatform.Contracts.Inference.V1;
@@ -71,10 +72,10 @@ internal static class RemoteCommands
             }
             var spec = parse.GetValue(method) ?? throw new CliException("give SERVICE/METHOD, or --list to see them.");
             var (service, descriptor) = PlatformServices.ResolveMethod(spec);
-            var requests = UntypedCalls.ParseRequests(descriptor, ReadData(parse.GetValue(data)!));
+            var requests = JsonCalls.ParseRequests(descriptor, ReadData(parse.GetValue(data)!));
             var address = service.ResolveEndpoint(parse.GetValue(endpoint), environment);
             using var channel = GrpcChannel.ForAddress(address);
-            await UntypedCalls.CallAsync(channel.CreateCallInvoker(), descriptor, requests, response =>
+            await JsonCalls.CallAsync(channel.CreateCallInvoker(), descriptor, requests, response =>
             {
                 output.WriteLine(descriptor.IsServerStreaming ? Compact.Format(response) : Indented.Format(response));
                 output.Flush();
@@ -111,7 +112,7 @@ internal static class RemoteCommands
             var printJson = parse.GetValue(json);
             var status = "";
             using var channel = GrpcChannel.ForAddress(service.ResolveEndpoint(parse.GetValue(endpoint), environment));
-            await UntypedCalls.CallAsync(channel.CreateCallInvoker(), descriptor, [request], response =>
+            await JsonCalls.CallAsync(channel.CreateCallInvoker(), descriptor, [request], response =>
             {
                 if (printJson)
                 {
@@ -182,7 +183,7 @@ internal static class RemoteCommands
             }
             UploadDatasetResponse? response = null;
             using var channel = GrpcChannel.ForAddress(service.ResolveEndpoint(parse.GetValue(endpoint), environment));
-            await UntypedCalls.CallAsync(channel.CreateCallInvoker(), descriptor, requests, r =>
+            await JsonCalls.CallAsync(channel.CreateCallInvoker(), descriptor, requests, r =>
             {
                 response = (UploadDatasetResponse)r;
                 return Task.CompletedTask;
@@ -226,7 +227,7 @@ internal static class RemoteCommands
             }
             var (service, descriptor) = PlatformServices.ResolveMethod("inference/GenerateStream");
             using var channel = GrpcChannel.ForAddress(service.ResolveEndpoint(parse.GetValue(endpoint), environment));
-            await UntypedCalls.CallAsync(channel.CreateCallInvoker(), descriptor, [request], r =>
+            await JsonCalls.CallAsync(channel.CreateCallInvoker(), descriptor, [request], r =>
             {
                 var response = (GenerateStreamResponse)r;
                 if (response.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
@@ -379,7 +380,7 @@ internal static class RemoteCommands
         {
             return await body();
         }
-        catch (CliException ex)
+        catch (Exception ex) when (ex is CliException or ArgumentException or FormatException)
         {
             error.WriteLine("error: " + ex.Message);
             return 2;
@@ -400,3 +401,6 @@ internal static class RemoteCommands
         }
     }
 }
+
+/// <summary>A usage error the CLI reports as <c>error: …</c> with exit code 2.</summary>
+internal sealed class CliException(string message) : Exception(message);

@@ -8,13 +8,13 @@ using TuningPlatform.Contracts.Training.V1;
 using TuningPlatform.Grpc;
 using TuningPlatform.Grpc.Client;
 
-namespace TuningPlatform.Cli.Remote;
+namespace TuningPlatform.Clients;
 
-/// <summary>One of the platform's five services, as the CLI reaches it.</summary>
+/// <summary>One of the platform's five services, as a client outside the AppHost reaches it.</summary>
 /// <param name="Name">Short name: curation, training, evaluation, inference, retrieval (the AppHost's resource names).</param>
 /// <param name="Descriptor">The service's protoc descriptor.</param>
 /// <param name="DefaultPort">The AppHost's preferred port for it on 127.0.0.1.</param>
-internal sealed record PlatformService(string Name, ServiceDescriptor Descriptor, int DefaultPort)
+public sealed record PlatformService(string Name, ServiceDescriptor Descriptor, int DefaultPort)
 {
     /// <summary>
     /// Where to call it: <paramref name="endpoint"/> if given, else <c>TUNE_&lt;NAME&gt;_URL</c>, else Aspire's
@@ -27,8 +27,8 @@ internal sealed record PlatformService(string Name, ServiceDescriptor Descriptor
         : string.Create(CultureInfo.InvariantCulture, $"http://127.0.0.1:{DefaultPort}");
 }
 
-/// <summary>The services the CLI knows, and how a method is named on the command line.</summary>
-internal static class PlatformServices
+/// <summary>The platform's services, and how a method is named on a command line or in a URL.</summary>
+public static class PlatformServices
 {
     public static readonly IReadOnlyList<PlatformService> All =
     [
@@ -47,7 +47,8 @@ internal static class PlatformServices
 
     /// <summary>
     /// Resolves <c>service/Method</c> or <c>service.Method</c>, where service is any name <see cref="Find"/>
-    /// takes (<c>training/CreateJob</c>, <c>tuning.training.v1.TrainingService/CreateJob</c>).
+    /// takes (<c>training/CreateJob</c>, <c>tuning.training.v1.TrainingService/CreateJob</c>). Throws
+    /// <see cref="ArgumentException"/> saying what exists.
     /// </summary>
     public static (PlatformService Service, MethodDescriptor Method) ResolveMethod(string spec)
     {
@@ -58,13 +59,13 @@ internal static class PlatformServices
         }
         if (split <= 0 || split == spec.Length - 1)
         {
-            throw new CliException($"'{spec}' is not SERVICE/METHOD (for example training/CreateJob); `tune call --list` shows them.");
+            throw new ArgumentException($"'{spec}' is not SERVICE/METHOD (for example training/CreateJob); `tune call --list` shows them.");
         }
         var service = Find(spec[..split])
-            ?? throw new CliException($"Unknown service '{spec[..split]}'. Services: {string.Join(", ", All.Select(s => s.Name))}.");
+            ?? throw new ArgumentException($"Unknown service '{spec[..split]}'. Services: {string.Join(", ", All.Select(s => s.Name))}.");
         var methodName = spec[(split + 1)..];
         var method = service.Descriptor.Methods.FirstOrDefault(m => string.Equals(m.Name, methodName, StringComparison.OrdinalIgnoreCase))
-            ?? throw new CliException($"{service.Descriptor.FullName} has no method '{methodName}'. Methods: {string.Join(", ", service.Descriptor.Methods.Select(m => m.Name))}.");
+            ?? throw new ArgumentException($"{service.Descriptor.FullName} has no method '{methodName}'. Methods: {string.Join(", ", service.Descriptor.Methods.Select(m => m.Name))}.");
         return (service, method);
     }
 
@@ -84,6 +85,3 @@ internal static class PlatformServices
         };
     }
 }
-
-/// <summary>A usage error the CLI reports as <c>error: …</c> with exit code 2.</summary>
-internal sealed class CliException(string message) : Exception(message);

@@ -3,15 +3,16 @@ using Google.Protobuf;
 using Google.Protobuf.Reflection;
 using TuningPlatform.Grpc.Client;
 
-namespace TuningPlatform.Cli.Remote;
+namespace TuningPlatform.Clients;
 
 /// <summary>
-/// Calls any method of the contracts with requests known only at run time (parsed from JSON against the
-/// method's descriptor): the typed call API, instantiated by reflection for the method's message types.
+/// Calls any method of the contracts with requests known only at run time (parsed from protobuf's JSON
+/// mapping against the method's descriptor): the typed call API, instantiated by reflection for the method's
+/// message types. What <c>tune call</c> and the dashboard's API use.
 /// </summary>
-internal static class UntypedCalls
+public static class JsonCalls
 {
-    private static readonly MethodInfo TypedMethod = typeof(UntypedCalls).GetMethod(nameof(CallTypedAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
+    private static readonly MethodInfo TypedMethod = typeof(JsonCalls).GetMethod(nameof(CallTypedAsync), BindingFlags.NonPublic | BindingFlags.Static)!;
 
     /// <summary>
     /// Sends <paramref name="requests"/> (exactly one unless the method streams requests) and hands every
@@ -21,13 +22,16 @@ internal static class UntypedCalls
     {
         if (!method.IsClientStreaming && requests.Count != 1)
         {
-            throw new CliException($"{method.FullName} takes one request message, not {requests.Count}.");
+            throw new ArgumentException($"{method.FullName} takes one request message, not {requests.Count}.", nameof(requests));
         }
         var typed = TypedMethod.MakeGenericMethod(method.InputType.ClrType, method.OutputType.ClrType);
         return (Task)typed.Invoke(null, [invoker, method, requests, onResponse, options])!;
     }
 
-    /// <summary>Parses one request (a JSON object) or several (a JSON array, or one object per line).</summary>
+    /// <summary>
+    /// Parses one request (a JSON object) or several (a JSON array, or one object per line); unknown fields are
+    /// errors. Throws <see cref="FormatException"/> naming the message type.
+    /// </summary>
     public static IReadOnlyList<IMessage> ParseRequests(MethodDescriptor method, string json)
     {
         var text = json.Trim();
@@ -52,7 +56,7 @@ internal static class UntypedCalls
         }
         catch (Exception ex) when (ex is InvalidProtocolBufferException or InvalidJsonException or System.Text.Json.JsonException or FormatException)
         {
-            throw new CliException($"the request is not a valid {method.InputType.FullName} in JSON: {ex.Message}");
+            throw new FormatException($"the request is not a valid {method.InputType.FullName} in JSON: {ex.Message}", ex);
         }
     }
 
