@@ -20,31 +20,65 @@ public sealed record Splitter(double TrainFraction, double ValidationFraction, d
             : [Enumerable.Range(0, examples.Count).ToList()];
         foreach (var group in groups)
         {
-            var order = group.OrderBy(i => Rank(examples[i])).ToList();
-            var n = order.Count;
-            long validation, test;
-            if (ValidationCount is { } vc && TestCount is { } tc)
-            {
-                // Counts are for the whole version: a stratum gets its proportional share.
-                validation = (long)Math.Round(vc * (double)n / Math.Max(examples.Count, 1));
-                test = (long)Math.Round(tc * (double)n / Math.Max(examples.Count, 1));
-            }
-            else
-            {
-                validation = (long)Math.Round(ValidationFraction * n);
-                test = (long)Math.Round(TestFraction * n);
-            }
-            validation = Math.Min(validation, n);
-            test = Math.Min(test, n - validation);
-            for (var k = 0; k < n; k++)
-            {
-                splits[order[k]] = k < test ? Split.Test : k < test + validation ? Split.Validation : Split.Train;
-            }
+            AssignInRankOrder([.. group.OrderBy(i => RankOf(examples[i]))], examples.Count, splits);
         }
         var leaks = FixLeaks(examples, splits, cancellationToken);
         var result = examples.Select((e, i) => e with { Split = splits[i] }).ToList();
         var counts = result.GroupBy(e => e.Split).ToDictionary(g => g.Key, g => g.LongCount());
         return (result, new StepOutcome { Before = examples.Count, After = result.Count, SplitCounts = counts, LeaksFixed = leaks, ElapsedMs = watch.ElapsedMilliseconds });
+    }
+
+    /// <summary>
+    /// The splits of examples, given each one's <see cref="RankOf"/> in input order, without stratification:
+    /// what <see cref="Apply"/> assigns before its leakage pass, computed from the ranks alone so that a
+    /// streaming pass can split a version that does not fit in memory.
+    /// </summary>
+    public Split[] Assign(IReadOnlyList<ulong> ranks)
+    {
+        var splits = new Split[ranks.Count];
+        var order = new int[ranks.Count];
+        for (var i = 0; i < order.Length; i++)
+        {
+            order[i] = i;
+        }
+        var keys = ranks.ToArray();
+        // A stable order (ties keep input order), as OrderBy gives Apply.
+        Array.Sort(keys, order, Comparer<ulong>.Default);
+        for (var start = 0; start < keys.Length;)
+        {
+            var end = start + 1;
+            while (end < keys.Length && keys[end] == keys[start])
+            {
+                end++;
+            }
+            Array.Sort(order, start, end - start);
+            start = end;
+        }
+        AssignInRankOrder(order, ranks.Count, splits);
+        return splits;
+    }
+
+    private void AssignInRankOrder(IReadOnlyList<int> order, long total, Split[] splits)
+    {
+        var n = order.Count;
+        long validation, test;
+        if (ValidationCount is { } vc && TestCount is { } tc)
+        {
+            // Counts are for the whole version: a stratum gets its proportional share.
+            validation = (long)Math.Round(vc * (double)n / Math.Max(total, 1));
+            test = (long)Math.Round(tc * (double)n / Math.Max(total, 1));
+        }
+        else
+        {
+            validation = (long)Math.Round(ValidationFraction * n);
+            test = (long)Math.Round(TestFraction * n);
+        }
+        validation = Math.Min(validation, n);
+        test = Math.Min(test, n - validation);
+        for (var k = 0; k < n; k++)
+        {
+            splits[order[k]] = k < test ? Split.Test : k < test + validation ? Split.Validation : Split.Train;
+        }
     }
 
     private long FixLeaks(IReadOnlyList<Example> examples, Split[] splits, CancellationToken cancellationToken)
@@ -99,7 +133,8 @@ public sealed record Splitter(double TrainFraction, double ValidationFraction, d
         return count;
     }
 
-    private ulong Rank(Example example)
+    /// <summary>The seeded rank that orders examples for assignment: a mix of the example's id and the seed.</summary>
+    public ulong RankOf(Example example)
     {
         var id = ExampleCodec.ExampleId(example);
         var h = Convert.ToUInt64(id[..16], 16) ^ (ulong)Seed * 0x9E3779B97F4A7C15UL;

@@ -100,22 +100,43 @@ public sealed class CurationJobRunner(CurationJobs jobs, CurationEngine engine, 
         var source = engine.Store.GetVersion(payload.Job.SourceVersionId, "source.version_id");
         var tokenizer = engine.Tokenizers.Resolve(request.TokenizerModelId, "tokenizer_model_id",
             required: request.Steps.Any(s => s.OperationCase == CurationStep.OperationOneofCase.TokenLengthFilter));
-        var examples = engine.Store.ReadExamples(source).ToList();
-        await context.ReportProgressAsync(0, request.Steps.Count, "steps", $"{examples.Count} examples loaded", token);
-        var run = await engine.CurateAsync(examples, request.Steps, tokenizer, async (index, stepResult) =>
+        Func<int, CurationStepResult, Task> onStep = async (index, stepResult) =>
         {
             var message = $"step {index + 1}/{request.Steps.Count} {CurationMapping.Describe(request.Steps[index], stepResult)}";
             await context.ReportMetricsAsync(CurationJobs.Formatter.Format(new StepCompleted { StepIndex = index, Result = stepResult }), message, token);
             await context.ReportProgressAsync(index + 1, request.Steps.Count, "steps", message, token);
-        }, token);
+        };
         var result = new CurationJobResult();
-        result.StepResults.AddRange(run.Results);
-        if (request.DryRun)
+        string path, sha;
+        Storage.VersionContent content;
+        if (CurationEngine.CanStream(request.Steps))
         {
-            return result;
+            // Bounded memory whatever the version's size: examples flow through in chunks.
+            await context.ReportProgressAsync(0, request.Steps.Count, "steps", $"streaming {source.ExampleCount} examples", token);
+            var streamed = await engine.CurateStreamingAsync(engine.Store.ReadExamples(source), request.Steps, tokenizer, onStep, token);
+            result.StepResults.AddRange(streamed.Results);
+            (path, sha) = (streamed.StagedPath, streamed.Sha256);
+            content = new Storage.VersionContent(streamed.ExampleCount, streamed.SplitCounts, source.Kind == DatasetKind.Text, source.HasLabels);
+            if (request.DryRun)
+            {
+                File.Delete(path);
+                return result;
+            }
         }
-        token.ThrowIfCancellationRequested();
-        var (path, sha) = engine.Stage(run.Examples);
+        else
+        {
+            var examples = engine.Store.ReadExamples(source).ToList();
+            await context.ReportProgressAsync(0, request.Steps.Count, "steps", $"{examples.Count} examples loaded", token);
+            var run = await engine.CurateAsync(examples, request.Steps, tokenizer, onStep, token);
+            result.StepResults.AddRange(run.Results);
+            if (request.DryRun)
+            {
+                return result;
+            }
+            token.ThrowIfCancellationRequested();
+            (path, sha) = engine.Stage(run.Examples);
+            content = new Storage.VersionContent(run.Examples.Count, CurationMapping.MapToSplitCounts(run.Examples), source.Kind == DatasetKind.Text, source.HasLabels);
+        }
         var lineage = new Lineage
         {
             Origin = VersionOrigin.Curation,
@@ -123,8 +144,7 @@ public sealed class CurationJobRunner(CurationJobs jobs, CurationEngine engine, 
             Source = context.Job.Id,
             TokenizerModelId = tokenizer?.Id ?? "",
         };
-        lineage.Steps.AddRange(request.Steps.Zip(run.Results, (step, stepResult) => new LineageStep { Step = step, Result = stepResult }));
-        var content = new Storage.VersionContent(run.Examples.Count, CurationMapping.MapToSplitCounts(run.Examples), source.Kind == DatasetKind.Text, source.HasLabels);
+        lineage.Steps.AddRange(request.Steps.Zip(result.StepResults, (step, stepResult) => new LineageStep { Step = step, Result = stepResult }));
         var (version, deduplicated) = await engine.Store.CommitAsync(request.Target, source.DatasetId, path, sha, content, lineage, null, null, token);
         result.VersionId = version.Id;
         result.Deduplicated = deduplicated;

@@ -15,6 +15,9 @@ public sealed record StagedIngest(DatasetIngestor Ingestor, string? StagedPath, 
 /// <summary>A curation run: the final examples and one result per step.</summary>
 public sealed record CurationRun(List<Model.Example> Examples, List<CurationStepResult> Results);
 
+/// <summary>A streamed curation run: the staged result file (content hash, counts) and one result per step.</summary>
+public sealed record StreamedCurationRun(string StagedPath, string Sha256, long ExampleCount, SplitCounts SplitCounts, List<CurationStepResult> Results);
+
 /// <summary>
 /// The work behind the RPCs and jobs: ingest files into a staged version, apply curation steps. Works on
 /// the domain library; knows the proto step messages only to read their parameters.
@@ -197,6 +200,166 @@ public sealed class CurationEngine(DatasetStore store, TokenizerRegistry tokeniz
         return new CurationRun(examples, results);
     }
 
+    /// <summary>
+    /// True when the steps can run as a stream with bounded memory: no near-duplicate step (MinHash clusters
+    /// need every signature), and a split, if any, last and neither stratified nor with a near-duplicate
+    /// leakage check. Such runs give exactly what <see cref="CurateAsync"/> gives.
+    /// </summary>
+    public static bool CanStream(IReadOnlyList<CurationStep> steps)
+    {
+        for (var i = 0; i < steps.Count; i++)
+        {
+            var step = steps[i];
+            if (step.OperationCase == CurationStep.OperationOneofCase.NearDedup)
+            {
+                return false;
+            }
+            if (step.OperationCase == CurationStep.OperationOneofCase.Split
+                && (i != steps.Count - 1 || step.Split.StratifyByLabel || step.Split.LeakageNearDuplicateThreshold > 0))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Applies streamable steps (<see cref="CanStream"/>) to a stream of examples, in chunks, holding only
+    /// 16-byte fingerprints for exact de-duplication and, for a final split, one 8-byte rank per example: a
+    /// first pass writes the examples that survive the other steps to a staged file, then the split pass
+    /// reads it back, assigns splits from the ranks, fixes exact leaks and writes the result.
+    /// </summary>
+    public async Task<StreamedCurationRun> CurateStreamingAsync(IEnumerable<Model.Example> source, IReadOnlyList<CurationStep> steps, TokenizerModel? tokenizer,
+        Func<int, CurationStepResult, Task> onStep, CancellationToken cancellationToken, int chunkSize = 4096)
+    {
+        if (!CanStream(steps))
+        {
+            throw new ArgumentException("these steps cannot run as a stream (near-dedup, or a split that is not last or is stratified or near-dup-checked)", nameof(steps));
+        }
+        var split = steps.Count > 0 && steps[^1].OperationCase == CurationStep.OperationOneofCase.Split ? steps[^1].Split : null;
+        var perExample = split is null ? steps : steps.Take(steps.Count - 1).ToList();
+        var outcomes = perExample.Select(_ => new StepOutcome()).ToList();
+        var watches = perExample.Select(_ => new System.Diagnostics.Stopwatch()).ToList();
+        var seen = perExample.Select(s => s.OperationCase == CurationStep.OperationOneofCase.ExactDedup ? new HashSet<UInt128>() : null).ToList();
+        var splitter = split is null ? null : MakeSplitter(split);
+        var ranks = new List<ulong>();
+        var results = new List<CurationStepResult>();
+        var splitCounts = new SplitCounts();
+        var path = store.NewTempPath(".jsonl");
+        var firstPass = splitter is null ? path : store.NewTempPath(".jsonl");
+        try
+        {
+            string sha;
+            long count = 0;
+            using (var output = new FileStream(firstPass, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
+            using (var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256))
+            {
+                foreach (var chunk in source.Chunk(chunkSize))
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var examples = chunk.ToList();
+                    for (var i = 0; i < perExample.Count; i++)
+                    {
+                        watches[i].Start();
+                        StepOutcome outcome;
+                        if (seen[i] is { } fingerprints)
+                        {
+                            var dedup = perExample[i].ExactDedup;
+                            var before = examples.Count;
+                            examples = [.. examples.Where(e => fingerprints.Add(ExactDeduplicator.Fingerprint(DedupKeys.Of(e, MapKey(dedup.Key), dedup.IgnoreCaseAndWhitespace))))];
+                            outcome = new StepOutcome { Before = before, After = examples.Count };
+                        }
+                        else
+                        {
+                            (examples, outcome) = Apply(examples, perExample[i], tokenizer, cancellationToken);
+                        }
+                        watches[i].Stop();
+                        outcomes[i] = Add(outcomes[i], outcome);
+                    }
+                    foreach (var example in examples)
+                    {
+                        output.Write(Model.ExampleCodec.Serialize(example));
+                        output.WriteByte((byte)'\n');
+                        hash.AppendData(Model.ExampleCodec.ContentBytes(example));
+                        hash.AppendData("\n"u8);
+                        if (splitter is not null)
+                        {
+                            ranks.Add(splitter.RankOf(example));
+                        }
+                        CurationMapping.CountSplit(splitCounts, example.Split);
+                        count++;
+                    }
+                }
+                sha = Convert.ToHexStringLower(hash.GetHashAndReset());
+            }
+            seen.Clear();
+            for (var i = 0; i < perExample.Count; i++)
+            {
+                results.Add(CurationMapping.MapToStepResult(outcomes[i] with { ElapsedMs = watches[i].ElapsedMilliseconds }));
+                await onStep(i, results[^1]);
+            }
+            if (splitter is not null)
+            {
+                var watch = System.Diagnostics.Stopwatch.StartNew();
+                var assigned = splitter.Assign(ranks);
+                ranks = [];
+                var firstSplit = new Dictionary<UInt128, Model.Split>();
+                long leaks = 0;
+                var index = 0;
+                var counts = new Dictionary<Model.Split, long>();
+                splitCounts = new SplitCounts();
+                sha = Model.ExampleCodec.WriteAll(path, Model.ExampleCodec.ReadAll(firstPass).Select(example =>
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var target = assigned[index++];
+                    var key = ExactDeduplicator.Fingerprint(DedupKeys.Of(example, TuningPlatform.Curation.Cleaning.DedupKey.FullConversation, true));
+                    if (firstSplit.TryGetValue(key, out var rootSplit))
+                    {
+                        if (rootSplit != target)
+                        {
+                            target = rootSplit;
+                            leaks++;
+                        }
+                    }
+                    else
+                    {
+                        firstSplit[key] = target;
+                    }
+                    counts[target] = counts.GetValueOrDefault(target) + 1;
+                    CurationMapping.CountSplit(splitCounts, target);
+                    return example with { Split = target };
+                }));
+                File.Delete(firstPass);
+                var outcome = new StepOutcome { Before = count, After = count, SplitCounts = counts, LeaksFixed = leaks, ElapsedMs = watch.ElapsedMilliseconds };
+                results.Add(CurationMapping.MapToStepResult(outcome));
+                await onStep(steps.Count - 1, results[^1]);
+            }
+            return new StreamedCurationRun(path, sha, count, splitCounts, results);
+        }
+        catch
+        {
+            File.Delete(path);
+            File.Delete(firstPass);
+            throw;
+        }
+    }
+
+    private static StepOutcome Add(StepOutcome total, StepOutcome chunk)
+    {
+        var findings = new Dictionary<string, long>(total.Findings);
+        foreach (var (kind, n) in chunk.Findings)
+        {
+            findings[kind] = findings.GetValueOrDefault(kind) + n;
+        }
+        return total with { Before = total.Before + chunk.Before, After = total.After + chunk.After, Modified = total.Modified + chunk.Modified, Findings = findings };
+    }
+
+    private static Splitter MakeSplitter(SplitStep split) =>
+        split.SizesCase == SplitStep.SizesOneofCase.Counts
+            ? new Splitter(0, 0, 0, split.Counts.Validation, split.Counts.Test, split.Seed == 0 ? 42 : split.Seed, split.StratifyByLabel, split.LeakageNearDuplicateThreshold)
+            : new Splitter(split.Fractions.Train, split.Fractions.Validation, split.Fractions.Test, null, null, split.Seed == 0 ? 42 : split.Seed,
+                split.StratifyByLabel, split.LeakageNearDuplicateThreshold);
+
     private static (List<Model.Example>, StepOutcome) Apply(List<Model.Example> examples, CurationStep step, TokenizerModel? tokenizer, CancellationToken cancellationToken)
     {
         switch (step.OperationCase)
@@ -231,12 +394,7 @@ public sealed class CurationEngine(DatasetStore store, TokenizerRegistry tokeniz
                 var kinds = step.Scrub.Kinds.Where(k => k != Contracts.Curation.V1.PiiKind.Unspecified).Select(k => (TuningPlatform.Curation.Cleaning.PiiKind)(int)k).ToList();
                 return new PiiScrubber(kinds, step.Scrub.Action == ScrubAction.DropExample).Apply(examples);
             case CurationStep.OperationOneofCase.Split:
-                var split = step.Split;
-                var splitter = split.SizesCase == SplitStep.SizesOneofCase.Counts
-                    ? new Splitter(0, 0, 0, split.Counts.Validation, split.Counts.Test, split.Seed == 0 ? 42 : split.Seed, split.StratifyByLabel, split.LeakageNearDuplicateThreshold)
-                    : new Splitter(split.Fractions.Train, split.Fractions.Validation, split.Fractions.Test, null, null, split.Seed == 0 ? 42 : split.Seed,
-                        split.StratifyByLabel, split.LeakageNearDuplicateThreshold);
-                return splitter.Apply(examples, cancellationToken);
+                return MakeSplitter(step.Split).Apply(examples, cancellationToken);
             default:
                 throw new InvalidOperationException($"unknown step {step.OperationCase}");
         }

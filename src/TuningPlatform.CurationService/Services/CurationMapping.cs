@@ -197,15 +197,21 @@ internal static class CurationMapping
         var counts = new SplitCounts();
         foreach (var e in examples)
         {
-            switch (e.Split)
-            {
-                case Model.Split.Train: counts.Train++; break;
-                case Model.Split.Validation: counts.Validation++; break;
-                case Model.Split.Test: counts.Test++; break;
-                default: counts.Unassigned++; break;
-            }
+            CountSplit(counts, e.Split);
         }
         return counts;
+    }
+
+    /// <summary>Adds one example of <paramref name="split"/> to <paramref name="counts"/>.</summary>
+    public static void CountSplit(SplitCounts counts, Model.Split split)
+    {
+        switch (split)
+        {
+            case Model.Split.Train: counts.Train++; break;
+            case Model.Split.Validation: counts.Validation++; break;
+            case Model.Split.Test: counts.Test++; break;
+            default: counts.Unassigned++; break;
+        }
     }
 
     public static CurationStepResult MapToStepResult(StepOutcome outcome)
