@@ -20,9 +20,21 @@ builder.AddProject("evaluation", "src/TuningPlatform.EvaluationService", preferr
     .WithReference(inference).WaitFor(inference);
 
 // Retrieval embeds through inference and writes RAFT datasets into curation.
-builder.AddProject("retrieval", "src/TuningPlatform.RetrievalService", preferredPort: 5105)
+var retrieval = builder.AddProject("retrieval", "src/TuningPlatform.RetrievalService", preferredPort: 5105)
     .WithReference(redis).WaitFor(redis)
     .WithReference(inference).WaitFor(inference)
     .WithReference(curation);
+
+// Vectors in Qdrant when a qdrant executable is on PATH (or QDRANT_URL names a running one); otherwise in
+// retrieval's embedded store.
+if (QdrantResource.IsInstalled)
+{
+    var qdrant = builder.AddQdrant("qdrant", preferredPort: 6333);
+    retrieval.WithReference(qdrant).WaitFor(qdrant);
+}
+else if (Environment.GetEnvironmentVariable("QDRANT_URL") is { Length: > 0 } qdrantUrl)
+{
+    retrieval.WithEnvironment("Retrieval__QdrantUrl", qdrantUrl);
+}
 
 return await builder.Build().RunAsync();

@@ -23,6 +23,9 @@ internal sealed class DistributedApplicationBuilder
 
     public ResourceBuilder AddRedis(string name, int preferredPort) => Add(new RedisResource(name, preferredPort));
 
+    /// <summary>A <c>qdrant</c> executable from PATH (see <see cref="QdrantResource.IsInstalled"/>).</summary>
+    public ResourceBuilder AddQdrant(string name, int preferredPort) => Add(new QdrantResource(name, preferredPort));
+
     public ResourceBuilder AddProject(string name, string projectDirectory, int preferredPort) =>
         Add(new ProjectResource(name, projectDirectory, preferredPort));
 
