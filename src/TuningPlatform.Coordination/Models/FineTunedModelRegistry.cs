@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using System.Text.RegularExpressions;
@@ -8,7 +9,8 @@ namespace TuningPlatform.Coordination.Models;
 /// A model produced by a training job, as the training service registers it and the inference and
 /// evaluation services resolve it. Paths are absolute paths on this machine (artifact store directories).
 /// </summary>
-/// <param name="Id"><c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id&gt;</c>; the suffix may be empty.</param>
+/// <param name="Id"><c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id&gt;</c>; the suffix may be empty. A checkpoint of the job
+/// (registered while it trains) has <c>:ckpt-&lt;step&gt;</c> appended.</param>
 /// <param name="BaseModelId">The base model's id (a folder name under the model roots).</param>
 /// <param name="JobId">The training job that produced it.</param>
 /// <param name="Method"><c>full</c>, <c>lora</c> or <c>qlora</c>.</param>
@@ -49,7 +51,7 @@ public sealed record FineTunedModel(
 
 /// <summary>
 /// The fine-tuned model registry: one JSON file per model under <c>&lt;data&gt;/fine-tuned/</c>, named by the
-/// job id (the last segment of the model id). Written by the training service (atomically: temp file, then
+/// job id (the last segment of the model id), and one per registered checkpoint (<c>&lt;job id&gt;.ckpt-&lt;step&gt;.json</c>). Written by the training service (atomically: temp file, then
 /// rename), read by inference and evaluation, so every process on the machine sees the same registry without
 /// a network call. A missing directory is an empty registry.
 /// </summary>
@@ -80,7 +82,14 @@ public sealed partial class FineTunedModelRegistry
     /// <summary>True when <paramref name="id"/> has the <c>ft:…:…:&lt;job id&gt;</c> shape (it may still be unknown).</summary>
     public static bool IsFineTunedId(string id) => TryGetJobId(id, out _);
 
-    /// <summary>The job id of a fine-tuned model id: its last <c>:</c>-separated segment.</summary>
+    /// <summary>Builds a checkpoint's id: <c>ft:&lt;base&gt;:&lt;suffix&gt;:&lt;job id&gt;:ckpt-&lt;step&gt;</c>.</summary>
+    public static string FormatCheckpointId(string baseModelId, string suffix, string jobId, long step) =>
+        string.Create(CultureInfo.InvariantCulture, $"{FormatId(baseModelId, suffix, jobId)}:ckpt-{step}");
+
+    /// <summary>
+    /// The job id of a fine-tuned model id: its last <c>:</c>-separated segment, or the one before it when the
+    /// id names a checkpoint (<c>…:&lt;job id&gt;:ckpt-&lt;step&gt;</c>).
+    /// </summary>
     public static bool TryGetJobId(string id, out string jobId)
     {
         jobId = "";
@@ -88,13 +97,33 @@ public sealed partial class FineTunedModelRegistry
         {
             return false;
         }
-        var last = id.LastIndexOf(':');
-        var candidate = id[(last + 1)..];
-        if (id.Split(':').Length < 4 || !JobIdPattern().IsMatch(candidate))
+        var parts = id.Split(':');
+        var index = parts.Length - 1;
+        if (parts.Length >= 5 && CheckpointPattern().IsMatch(parts[^1]))
+        {
+            index--;
+        }
+        var candidate = parts[index];
+        if (parts.Length < 4 || !JobIdPattern().IsMatch(candidate) || CheckpointPattern().IsMatch(candidate))
         {
             return false;
         }
         jobId = candidate;
+        return true;
+    }
+
+    /// <summary>True when <paramref name="id"/> names a checkpoint of a fine-tuned model; gives the model's id and the step.</summary>
+    public static bool TryParseCheckpointId(string id, out string modelId, out long step)
+    {
+        modelId = "";
+        step = 0;
+        var last = id.LastIndexOf(':');
+        if (last < 0 || !CheckpointPattern().IsMatch(id[(last + 1)..]) || !TryGetJobId(id, out _)
+            || !long.TryParse(id[(last + 1 + "ckpt-".Length)..], NumberStyles.None, CultureInfo.InvariantCulture, out step))
+        {
+            return false;
+        }
+        modelId = id[..last];
         return true;
     }
 
@@ -106,7 +135,7 @@ public sealed partial class FineTunedModelRegistry
             throw new ArgumentException($"'{model.Id}' is not a fine-tuned model id ending with its job id '{model.JobId}'.", nameof(model));
         }
         System.IO.Directory.CreateDirectory(Directory);
-        var path = PathOf(jobId);
+        var path = FileOf(model.Id, jobId);
         var temp = path + $".{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
         File.WriteAllText(temp, JsonSerializer.Serialize(model, JsonOptions));
         File.Move(temp, path, overwrite: true);
@@ -119,14 +148,14 @@ public sealed partial class FineTunedModelRegistry
         {
             return null;
         }
-        var model = Read(PathOf(jobId));
+        var model = Read(FileOf(id, jobId));
         return model is not null && model.Id == id ? model : null;
     }
 
     /// <summary>The model a job produced, or null.</summary>
     public FineTunedModel? FindByJob(string jobId) => JobIdPattern().IsMatch(jobId) ? Read(PathOf(jobId)) : null;
 
-    /// <summary>Every registered model, newest first.</summary>
+    /// <summary>Every registered model, newest first (checkpoints are not listed: see <see cref="ListCheckpoints"/>).</summary>
     public IReadOnlyList<FineTunedModel> List()
     {
         if (!System.IO.Directory.Exists(Directory))
@@ -134,10 +163,25 @@ public sealed partial class FineTunedModelRegistry
             return [];
         }
         return [.. System.IO.Directory.EnumerateFiles(Directory, "*.json")
+            .Where(path => !Path.GetFileName(path).Contains(".ckpt-", StringComparison.Ordinal))
             .Select(Read)
             .OfType<FineTunedModel>()
             .OrderByDescending(m => m.CreatedAt)
             .ThenBy(m => m.Id, StringComparer.Ordinal)];
+    }
+
+    /// <summary>The registered checkpoints of a job, highest step first.</summary>
+    public IReadOnlyList<FineTunedModel> ListCheckpoints(string jobId)
+    {
+        if (!JobIdPattern().IsMatch(jobId) || !System.IO.Directory.Exists(Directory))
+        {
+            return [];
+        }
+        return [.. System.IO.Directory.EnumerateFiles(Directory, jobId + ".ckpt-*.json")
+            .Select(Read)
+            .OfType<FineTunedModel>()
+            .Where(m => m.JobId == jobId && TryParseCheckpointId(m.Id, out _, out _))
+            .OrderByDescending(m => TryParseCheckpointId(m.Id, out _, out var step) ? step : 0)];
     }
 
     /// <summary>Removes a model's entry (not its artifacts). False when it was not registered.</summary>
@@ -147,9 +191,15 @@ public sealed partial class FineTunedModelRegistry
         {
             return false;
         }
-        File.Delete(PathOf(jobId));
+        File.Delete(FileOf(id, jobId));
         return true;
     }
+
+    /// <summary>The file of a model id: <c>&lt;job id&gt;.json</c>, or <c>&lt;job id&gt;.ckpt-&lt;step&gt;.json</c> for a checkpoint.</summary>
+    private string FileOf(string id, string jobId) =>
+        TryParseCheckpointId(id, out _, out var step)
+            ? Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"{jobId}.ckpt-{step}.json"))
+            : PathOf(jobId);
 
     private string PathOf(string jobId) => Path.Combine(Directory, jobId + ".json");
 
@@ -168,4 +218,7 @@ public sealed partial class FineTunedModelRegistry
 
     [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     private static partial Regex JobIdPattern();
+
+    [GeneratedRegex("^ckpt-[0-9]{1,18}$")]
+    private static partial Regex CheckpointPattern();
 }

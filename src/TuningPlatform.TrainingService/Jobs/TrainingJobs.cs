@@ -1,0 +1,218 @@
+using Google.Protobuf.WellKnownTypes;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Training.V1;
+using TuningPlatform.Coordination;
+using TuningPlatform.Coordination.Artifacts;
+using TuningPlatform.Coordination.Jobs;
+using TuningPlatform.Coordination.Redis;
+using TuningPlatform.Grpc;
+
+namespace TuningPlatform.TrainingService.Jobs;
+
+/// <summary>
+/// Training jobs on the Redis job system: kind <c>training</c>, ids <c>ftjob-…</c>. The payload is the resolved
+/// TrainingJob (JSON); the result is the TrainingResult (JSON); live metrics and checkpoints are job files
+/// (<see cref="JobFiles"/>). Without <c>ConnectionStrings:redis</c> every job call answers FAILED_PRECONDITION.
+/// </summary>
+public sealed class TrainingJobs : IAsyncDisposable
+{
+    /// <summary>The queue and job kind.</summary>
+    public const string Kind = "training";
+
+    private TrainingJobs(RedisConnection? connection, JobFiles files, string artifactsRoot)
+    {
+        Connection = connection;
+        Files = files;
+        Store = connection is null ? null : new JobStore(connection);
+        Artifacts = connection is null ? null : new LocalArtifactStore(artifactsRoot, connection);
+    }
+
+    /// <summary>The artifact store (adapters, models), or null without Redis.</summary>
+    public IArtifactStore? Artifacts { get; }
+
+    /// <summary>The job store, or null without Redis.</summary>
+    public JobStore? Store { get; }
+
+    /// <summary>The Redis connection, or null without Redis.</summary>
+    public RedisConnection? Connection { get; }
+
+    /// <summary>The jobs' files.</summary>
+    public JobFiles Files { get; }
+
+    /// <summary>Connects (without waiting for Redis) when a connection string is configured.</summary>
+    public static async Task<TrainingJobs> CreateAsync(IConfiguration configuration, JobFiles files, string artifactsRoot)
+    {
+        if (string.IsNullOrWhiteSpace(configuration[CoordinationOptions.ConnectionStringKey]))
+        {
+            return new TrainingJobs(null, files, artifactsRoot);
+        }
+        return new TrainingJobs(await RedisConnection.ConnectAsync(CoordinationOptions.FromSettings(key => configuration[key])), files, artifactsRoot);
+    }
+
+    /// <summary>The store, or FAILED_PRECONDITION naming the missing setting.</summary>
+    public JobStore Require()
+    {
+        if (Store is null)
+        {
+            RpcErrors.FailedPrecondition(CoordinationOptions.ConnectionStringKey,
+                "training jobs need Redis, which is not configured: set ConnectionStrings__redis (the AppHost does)");
+        }
+        return Store;
+    }
+
+    /// <summary>Every training job, newest first (the list filters and counts run over it).</summary>
+    public async Task<List<JobInfo>> ListAllAsync(CancellationToken cancellationToken)
+    {
+        var store = Require();
+        var all = new List<JobInfo>();
+        string? token = null;
+        do
+        {
+            var page = await Call(() => store.ListAsync(Kind, 1000, token, cancellationToken));
+            all.AddRange(page.Jobs);
+            token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
+        }
+        while (token is not null);
+        return all;
+    }
+
+    /// <summary>The job as the API shows it: payload, state, live metrics, result.</summary>
+    public TrainingJob MapToJob(JobInfo info)
+    {
+        var job = JobFiles.Parser.Parse<TrainingJob>(info.Payload);
+        job.Id = info.Id;
+        job.State = MapToState(info);
+        if (Files.ReadLive(info.Id) is { } live)
+        {
+            job.LatestStepMetrics = live.LatestStepMetrics;
+            job.LatestEvalMetrics = live.LatestEvalMetrics;
+            job.TrainedTokens = live.TrainedTokens;
+            job.ResumedFromCheckpointId = live.ResumedFromCheckpointId;
+            job.Warnings.AddRange(live.Warnings.Except(job.Warnings));
+        }
+        if (info.Result.Length > 0)
+        {
+            job.Result = JobFiles.Parser.Parse<TrainingResult>(info.Result);
+            job.Result.Deleted = Files.IsMarked(info.Id, "result-deleted");
+        }
+        return job;
+    }
+
+    /// <summary>tuning.common.v1.JobState from the stored job.</summary>
+    public static JobState MapToState(JobInfo info)
+    {
+        var state = new JobState
+        {
+            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
+            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
+            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
+            WorkerId = info.WorkerId,
+            Attempt = info.Attempt,
+            LastEventId = info.LastEventId,
+            StatusMessage = info.StatusMessage,
+        };
+        if (info.StartedAt is { } started)
+        {
+            state.StartedAt = Timestamp.FromDateTimeOffset(started);
+        }
+        if (info.FinishedAt is { } finished)
+        {
+            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
+        }
+        if (info.Error is { } error)
+        {
+            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+        }
+        if (info.Progress is { } progress)
+        {
+            state.Progress = new Progress
+            {
+                Completed = progress.Completed,
+                Total = progress.Total,
+                Unit = progress.Unit,
+                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
+            };
+        }
+        return state;
+    }
+
+    /// <summary>A stored event as the API shows it; metrics events carry the worker's typed payload.</summary>
+    public TrainingJobEvent MapToEvent(JobEvent e)
+    {
+        var result = e.Kind == JobEventKind.Metrics && e.Data.Length > 0 ? JobFiles.Parser.Parse<TrainingJobEvent>(e.Data) : new TrainingJobEvent();
+        result.EventId = e.Id;
+        result.CreatedAt = Timestamp.FromDateTimeOffset(e.CreatedAt);
+        result.Level = (EventLevel)(int)e.Level;
+        result.Message = e.Message;
+        switch (e.Kind)
+        {
+            case JobEventKind.StatusChange:
+                result.StatusChange = new StatusChange
+                {
+                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
+                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
+                    Reason = e.Message,
+                };
+                if (e.Error is { } error)
+                {
+                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+                }
+                break;
+            case JobEventKind.Checkpoint:
+                result.Checkpoint = Files.ReadCheckpoint(e.JobId, e.Data) ?? new Checkpoint { Id = e.Data, JobId = e.JobId };
+                break;
+            case JobEventKind.Metrics:
+                break;
+            default:
+                result.Log = new LogLine { Text = e.Message, Source = e.Data };
+                break;
+        }
+        return result;
+    }
+
+    /// <summary>The kind of a mapped event, for ListJobEvents' filter.</summary>
+    public static TrainingEventKind KindOf(TrainingJobEvent e) => e.PayloadCase switch
+    {
+        TrainingJobEvent.PayloadOneofCase.StatusChange => TrainingEventKind.StatusChange,
+        TrainingJobEvent.PayloadOneofCase.StepMetrics => TrainingEventKind.StepMetrics,
+        TrainingJobEvent.PayloadOneofCase.EvalMetrics => TrainingEventKind.EvalMetrics,
+        TrainingJobEvent.PayloadOneofCase.Checkpoint => TrainingEventKind.Checkpoint,
+        TrainingJobEvent.PayloadOneofCase.SweepTrial => TrainingEventKind.SweepTrial,
+        _ => TrainingEventKind.Log,
+    };
+
+    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
+    public static async Task<T> Call<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (CoordinationException e)
+        {
+            var status = e.Kind switch
+            {
+                CoordinationErrorKind.NotFound => StatusCode.NotFound,
+                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+                _ => StatusCode.Unavailable,
+            };
+            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
+            throw;
+        }
+    }
+
+    /// <summary>Closes the store and the connection.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Store is not null)
+        {
+            await Store.DisposeAsync();
+        }
+        if (Connection is not null)
+        {
+            await Connection.DisposeAsync();
+        }
+    }
+}
