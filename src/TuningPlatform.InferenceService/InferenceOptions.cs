@@ -25,4 +25,11 @@ public sealed class InferenceOptions
 
     /// <summary>max_new_tokens when a request leaves it 0. Default 256.</summary>
     public int DefaultMaxNewTokens { get; set; } = 256;
+
+    /// <summary>Folders under which LoadAdapter may read PEFT directories (absolute paths, or paths relative to one of
+    /// them). Default: <c>&lt;data dir&gt;/adapters</c>.</summary>
+    public List<string> AdapterRoots { get; set; } = [];
+
+    /// <summary>The fine-tuned model registry written by the training service. Default: <c>&lt;data dir&gt;/fine-tuned</c>.</summary>
+    public string FineTunedDirectory { get; set; } = "";
 }

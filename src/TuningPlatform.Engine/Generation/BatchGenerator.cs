@@ -27,6 +27,7 @@ public sealed class BatchGenerator
     private readonly Stack<KvCache> _freeCaches = new();
     private readonly List<KvCache> _stepCaches = [];
     private readonly List<BatchSequence> _stepSequences = [];
+    private readonly List<LoRAWeights?> _stepAdapters = [];
     private readonly int[] _stepTokens;
     private int _nextId;
 
@@ -64,9 +65,21 @@ public sealed class BatchGenerator
     /// Adds a sequence: prefills its prompt now and samples its first token, which the next <see cref="Step"/>
     /// feeds back. The returned handle reports tokens, text, logprobs and why it finished.
     /// </summary>
-    public BatchSequence Add(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null)
+    public BatchSequence Add(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null) =>
+        Add(promptIds, options, onText, null);
+
+    /// <summary>
+    /// Adds a sequence decoded with LoRA <paramref name="adapter"/> applied to its rows alone (null = the base), without
+    /// merging: sequences on different adapters, or none, share every step.
+    /// </summary>
+    public BatchSequence Add(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText, LoRAWeights? adapter)
     {
         options.Validate();
+        if (adapter is not null && !adapter.Fits(_model.Config))
+        {
+            throw new ArgumentException($"the LoRA adapter (r={adapter.Rank}) was built for a model of another shape", nameof(adapter));
+        }
+
         if (promptIds.Count == 0)
         {
             throw new ArgumentException("the prompt has no tokens; pass text or at least a BOS id", nameof(promptIds));
@@ -85,9 +98,12 @@ public sealed class BatchGenerator
         var cache = _freeCaches.Count > 0 ? _freeCaches.Pop() : new KvCache(_model.Config, MaxSequence);
         cache.Reset();
         var sequence = new BatchSequence(this, _nextId++, promptIds, options, cache, onText,
-            Generator.StopIds(_model, _tokenizer, options), new Sampler(options, _model.Config.VocabSize));
+            Generator.StopIds(_model, _tokenizer, options), new Sampler(options, _model.Config.VocabSize))
+        {
+            Adapter = adapter,
+        };
         var logits = _logits.AsSpan(0, _model.Config.VocabSize);
-        _model.Forward(_buffers, cache, sequence.Context.ToArray(), logits);
+        _model.Forward(_buffers, cache, sequence.Context.ToArray(), logits, adapter: adapter);
         _active.Add(sequence);
         Accept(sequence, logits);
         return sequence;
@@ -104,16 +120,20 @@ public sealed class BatchGenerator
 
         _stepCaches.Clear();
         _stepSequences.Clear();
+        _stepAdapters.Clear();
+        var anyAdapter = false;
         for (var i = 0; i < _active.Count; i++)
         {
             _stepTokens[i] = _active[i].Pending;
             _stepCaches.Add(_active[i].Cache);
             _stepSequences.Add(_active[i]);
+            _stepAdapters.Add(_active[i].Adapter);
+            anyAdapter |= _active[i].Adapter is not null;
         }
 
         var v = _model.Config.VocabSize;
         var b = _active.Count;
-        _model.ForwardBatch(_buffers, _stepCaches, _stepTokens.AsSpan(0, b), _logits.AsSpan(0, b * v));
+        _model.ForwardBatch(_buffers, _stepCaches, _stepTokens.AsSpan(0, b), _logits.AsSpan(0, b * v), anyAdapter ? _stepAdapters : null);
 
         // Over the snapshot: Accept may finish (remove) sequences from _active.
         for (var i = 0; i < b; i++)
@@ -261,6 +281,9 @@ public sealed class BatchSequence
 
     /// <summary>Whether it has ended.</summary>
     public bool IsFinished => FinishReason is not null;
+
+    /// <summary>The LoRA adapter applied to this sequence alone, or null for the base.</summary>
+    public LoRAWeights? Adapter { get; internal init; }
 
     /// <summary>From joining the batch to its first sampled token (the prefill).</summary>
     public TimeSpan TimeToFirstToken { get; internal set; }

@@ -200,15 +200,83 @@ public sealed class LlamaModel
         Forward(state, state.Cache, tokens, logits, allPositions);
 
     /// <summary>
+    /// <see cref="Forward(LlamaState, ReadOnlySpan{int}, Span{float}, bool)"/> with a LoRA adapter applied to every row
+    /// without merging it (null = the base alone).
+    /// </summary>
+    public void Forward(LlamaState state, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, LoRAWeights? adapter) =>
+        Forward(state, state.Cache, tokens, logits, allPositions, adapter);
+
+    /// <summary>
+    /// Runs <paramref name="tokens"/> at positions state.Cache.Length onwards (appending to the KV cache) and writes the
+    /// final hidden state of every token, after the final RMSNorm and before the head, to <paramref name="hidden"/> [T, D]
+    /// (what embeddings pool). <paramref name="adapter"/>: a LoRA adapter applied without merging, or null.
+    /// </summary>
+    public void ForwardHidden(LlamaState state, ReadOnlySpan<int> tokens, Span<float> hidden, LoRAWeights? adapter = null)
+    {
+        var d = Config.HiddenSize;
+        var cache = state.Cache;
+        if (hidden.Length < tokens.Length * d)
+        {
+            throw new ArgumentException($"hidden needs {tokens.Length * d} floats, has {hidden.Length}", nameof(hidden));
+        }
+
+        if (cache.Length + tokens.Length > cache.MaxSequence)
+        {
+            throw new InvalidOperationException($"sequence of {cache.Length + tokens.Length} tokens exceeds the cache's {cache.MaxSequence} positions");
+        }
+
+        CheckAdapter(adapter);
+        for (var done = 0; done < tokens.Length; done += state.MaxChunk)
+        {
+            var n = Math.Min(state.MaxChunk, tokens.Length - done);
+            var start = cache.Length;
+            for (var i = 0; i < n; i++)
+            {
+                state.Positions[i] = start + i;
+            }
+
+            DecoderLayers(state, tokens.Slice(done, n), cache, start, null, adapter, null);
+            cache.Length = start + n;
+            RmsNorm.Forward(hidden.Slice(done * d, n * d), state.Rstd.AsSpan(0, n), state.X.AsSpan(0, n * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
+        }
+    }
+
+    /// <summary>
     /// Decodes one new token for each of several sequences at once: row b is <paramref name="tokens"/>[b] at
     /// position caches[b].Length of its own cache. The linear layers run as one [B, D] GEMM, so each weight is
     /// read once per step for all B sequences; attention runs per sequence over its cache. Writes logits [B, V]
     /// and advances every cache by one. <paramref name="buffers"/> supplies the activations
     /// (<see cref="CreateBatchBuffers"/>).
     /// </summary>
-    public void ForwardBatch(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, Span<float> logits)
+    public void ForwardBatch(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, Span<float> logits) =>
+        ForwardBatch(buffers, caches, tokens, logits, null);
+
+    /// <summary>
+    /// <see cref="ForwardBatch(LlamaState, IReadOnlyList{KvCache}, ReadOnlySpan{int}, Span{float})"/> where row b runs with
+    /// <paramref name="adapters"/>[b] applied to the projections it targets (null entries, or a null list, = the base):
+    /// each row gets its own low-rank update inside the same step, so sequences on different adapters decode together.
+    /// </summary>
+    public void ForwardBatch(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, Span<float> logits, IReadOnlyList<LoRAWeights?>? adapters)
     {
         var b = tokens.Length;
+        if (adapters is not null)
+        {
+            if (adapters.Count != b)
+            {
+                throw new ArgumentException($"{b} tokens but {adapters.Count} adapters; one (or null) per sequence", nameof(adapters));
+            }
+
+            foreach (var adapter in adapters)
+            {
+                CheckAdapter(adapter);
+            }
+
+            if (adapters.All(a => a is null))
+            {
+                adapters = null;
+            }
+        }
+
         var v = Config.VocabSize;
         if (caches.Count != b)
         {
@@ -240,7 +308,7 @@ public sealed class LlamaModel
             buffers.Positions[i] = caches[i].Length;
         }
 
-        DecoderLayers(buffers, tokens, null, 0, caches);
+        DecoderLayers(buffers, tokens, null, 0, caches, null, adapters);
         foreach (var cache in caches)
         {
             cache.Length++;
@@ -249,12 +317,13 @@ public sealed class LlamaModel
         Head(buffers, 0, b, logits);
     }
 
-    /// <summary>Activation buffers for <see cref="ForwardBatch"/>: up to <paramref name="maxBatch"/> rows, attention over up to <paramref name="maxSequence"/> positions; no KV cache of their own.</summary>
+    /// <summary>Activation buffers for <see cref="ForwardBatch(LlamaState, IReadOnlyList{KvCache}, ReadOnlySpan{int}, Span{float})"/>: up to <paramref name="maxBatch"/> rows, attention over up to <paramref name="maxSequence"/> positions; no KV cache of their own.</summary>
     public LlamaState CreateBatchBuffers(int maxBatch, int maxSequence, WorkerPool? pool = null) =>
         new(this, 0, Math.Min(maxSequence, Rope.MaxPositions), Math.Max(1, maxBatch), pool ?? WorkerPool.Shared);
 
-    internal void Forward(LlamaState state, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false)
+    internal void Forward(LlamaState state, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false, LoRAWeights? adapter = null)
     {
+        CheckAdapter(adapter);
         var v = Config.VocabSize;
         if (logits.Length < (allPositions ? tokens.Length * v : v))
         {
@@ -276,11 +345,11 @@ public sealed class LlamaModel
             var n = Math.Min(state.MaxChunk, tokens.Length - done);
             var last = done + n == tokens.Length;
             var chunkLogits = allPositions ? logits.Slice(done * v, n * v) : (last ? logits[..v] : Span<float>.Empty);
-            ForwardChunk(state, cache, tokens.Slice(done, n), chunkLogits, allPositions);
+            ForwardChunk(state, cache, tokens.Slice(done, n), chunkLogits, allPositions, adapter);
         }
     }
 
-    private void ForwardChunk(LlamaState s, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions)
+    private void ForwardChunk(LlamaState s, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions, LoRAWeights? adapter)
     {
         var t = tokens.Length;
         var start = cache.Length;
@@ -289,7 +358,7 @@ public sealed class LlamaModel
             s.Positions[i] = start + i;
         }
 
-        DecoderLayers(s, tokens, cache, start, null);
+        DecoderLayers(s, tokens, cache, start, null, adapter, null);
         cache.Length = start + t;
         if (logits.IsEmpty)
         {
@@ -303,7 +372,9 @@ public sealed class LlamaModel
 
     // Embedding and the L decoder layers over T rows at s.Positions. Either the T rows are consecutive
     // positions start.. of one sequence (cache), or row i is the next token of sequence i (caches[i]).
-    private void DecoderLayers(LlamaState s, ReadOnlySpan<int> tokens, KvCache? cache, int start, IReadOnlyList<KvCache>? caches)
+    // LoRA: `adapter` applies to every row, `rowAdapters[i]` to row i alone (at most one of them is set).
+    private void DecoderLayers(LlamaState s, ReadOnlySpan<int> tokens, KvCache? cache, int start, IReadOnlyList<KvCache>? caches,
+        LoRAWeights? adapter, IReadOnlyList<LoRAWeights?>? rowAdapters)
     {
         var c = Config;
         var t = tokens.Length;
@@ -346,6 +417,13 @@ public sealed class LlamaModel
             Linear.Forward(q, xn, w.Wq, Bias(w.Bq), t, qDim, d);
             Linear.Forward(k, xn, w.Wk, Bias(w.Bk), t, kvDim, d);
             Linear.Forward(val, xn, w.Wv, Bias(w.Bv), t, kvDim, d);
+            if (adapter is not null || rowAdapters is not null)
+            {
+                AddLoRA(q, xn, t, qDim, d, l, LoRAModule.Query, adapter, rowAdapters);
+                AddLoRA(k, xn, t, kvDim, d, l, LoRAModule.Key, adapter, rowAdapters);
+                AddLoRA(val, xn, t, kvDim, d, l, LoRAModule.Value, adapter, rowAdapters);
+            }
+
             Ops.Rope.Forward(q, positions, h, Rope);
             Ops.Rope.Forward(k, positions, hkv, Rope);
             if (caches is null)
@@ -367,14 +445,18 @@ public sealed class LlamaModel
             }
 
             Linear.Forward(proj, att, w.Wo, Bias(w.Bo), t, d, qDim);
+            AddLoRA(proj, att, t, d, qDim, l, LoRAModule.Output, adapter, rowAdapters);
             TensorPrimitives.Add(x, proj, x);
 
             // MLP block: x += W2 · (silu(W1·n(x)) ⊙ W3·n(x))
             RmsNorm.Forward(xn, rstd, x, w.MlpNorm.Span, d, eps);
             Linear.Forward(gate, xn, w.WGate, default, t, f, d);
             Linear.Forward(up, xn, w.WUp, default, t, f, d);
+            AddLoRA(gate, xn, t, f, d, l, LoRAModule.Gate, adapter, rowAdapters);
+            AddLoRA(up, xn, t, f, d, l, LoRAModule.Up, adapter, rowAdapters);
             SwiGlu.Forward(hidden, gate, up);
             Linear.Forward(proj, hidden, w.WDown, default, t, d, f);
+            AddLoRA(proj, hidden, t, d, f, l, LoRAModule.Down, adapter, rowAdapters);
             TensorPrimitives.Add(x, proj, x);
         }
     }
@@ -386,6 +468,35 @@ public sealed class LlamaModel
         var xn = s.XNorm.AsSpan(0, rows * d);
         RmsNorm.Forward(xn, s.Rstd.AsSpan(0, rows), s.X.AsSpan(first * d, rows * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
         Linear.Forward(logits[..(rows * Config.VocabSize)], xn, Output, default, rows, Config.VocabSize, d);
+    }
+
+    // The low-rank update of one projection: for every row (adapter), or for row i alone (rowAdapters[i]).
+    private static void AddLoRA(Span<float> output, ReadOnlySpan<float> input, int t, int outDim, int inDim, int layer, LoRAModule module,
+        LoRAWeights? adapter, IReadOnlyList<LoRAWeights?>? rowAdapters)
+    {
+        if (adapter is not null)
+        {
+            adapter.Apply(output, input, t, layer, module);
+            return;
+        }
+
+        if (rowAdapters is null)
+        {
+            return;
+        }
+
+        for (var i = 0; i < t; i++)
+        {
+            rowAdapters[i]?.Apply(output.Slice(i * outDim, outDim), input.Slice(i * inDim, inDim), 1, layer, module);
+        }
+    }
+
+    private void CheckAdapter(LoRAWeights? adapter)
+    {
+        if (adapter is not null && !adapter.Fits(Config))
+        {
+            throw new ArgumentException($"the LoRA adapter (r={adapter.Rank}, {adapter.Layers} layers) was built for a model of another shape than this {Config.ModelType} model ({Config.NumLayers} layers, hidden size {Config.HiddenSize})", nameof(adapter));
+        }
     }
 
     // RoPE tables cover at most 16k positions: far beyond what CPU generation reaches, and a 128k-position

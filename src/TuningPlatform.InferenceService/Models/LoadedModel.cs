@@ -5,9 +5,12 @@ using TuningPlatform.Engine.Models;
 
 namespace TuningPlatform.InferenceService.Models;
 
-/// <summary>One generation request on its way through a model's decode loop.</summary>
-public sealed class GenerationWork(int[] promptIds, GenerationOptions options, bool stream, CancellationToken cancellationToken)
+/// <summary>One generation request on its way through a model's decode loop (with its LoRA adapter, or none).</summary>
+public sealed class GenerationWork(int[] promptIds, GenerationOptions options, bool stream, CancellationToken cancellationToken, LoRAWeights? adapter = null)
 {
+    /// <summary>The adapter applied to this sequence alone, or null for the base.</summary>
+    public LoRAWeights? Adapter { get; } = adapter;
+
     /// <summary>Text deltas, completed when the sequence ends (streaming requests only).</summary>
     public Channel<string> Deltas { get; } = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
 
@@ -45,11 +48,12 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly int _maxQueue;
     private int _queued;
 
-    public LoadedModel(CatalogEntry entry, PretrainedModel model, InferenceOptions options, bool pinned)
+    public LoadedModel(CatalogEntry entry, PretrainedModel model, InferenceOptions options, bool pinned, ParameterDType dtype = ParameterDType.Float32)
     {
         Entry = entry;
         Model = model;
         Pinned = pinned;
+        DType = dtype;
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
         _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
@@ -64,6 +68,9 @@ public sealed class LoadedModel : IAsyncDisposable
     }
 
     public CatalogEntry Entry { get; }
+
+    /// <summary>Storage of the weight matrices.</summary>
+    public ParameterDType DType { get; }
 
     public PretrainedModel Model { get; }
 
@@ -80,6 +87,9 @@ public sealed class LoadedModel : IAsyncDisposable
     public DateTime LoadedAt { get; }
 
     public DateTime LastUsedAt { get; private set; }
+
+    /// <summary>Marks the model used now (for LRU eviction).</summary>
+    public void Touch() => LastUsedAt = DateTime.UtcNow;
 
     /// <summary>Sequences being decoded now.</summary>
     public int ActiveSequences => _active.Count;
@@ -175,7 +185,7 @@ public sealed class LoadedModel : IAsyncDisposable
             try
             {
                 Action<string>? onText = work.Stream ? delta => work.Deltas.Writer.TryWrite(delta) : null;
-                work.Sequence = Generator.Add(work.PromptIds, work.Options, onText);
+                work.Sequence = Generator.Add(work.PromptIds, work.Options, onText, work.Adapter);
                 _active[work] = 0;
             }
             catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)

@@ -1,4 +1,5 @@
 using TuningPlatform.Engine.Generation;
+using TuningPlatform.Engine.Models;
 
 namespace TuningPlatform.InferenceService.Models;
 
@@ -10,14 +11,15 @@ public sealed record ScoreResult(double SumLogprob, long Correct, IReadOnlyList<
 
 /// <summary>
 /// Teacher-forced log-likelihood of a completion after a context: one forward pass over context + completion
-/// (in chunks, so the [T, V] logits are never all in memory), reading log softmax at each completion position.
+/// (in chunks, so the [T, V] logits are never all in memory), reading log softmax at each completion position;
+/// with a LoRA adapter applied without merging when one is given.
 /// </summary>
 public static class Scorer
 {
     private const int ChunkTokens = 128;
 
     /// <summary>Scores <paramref name="completion"/> after <paramref name="context"/>; <paramref name="topLogprobs"/> &lt; 0 returns no per-token list.</summary>
-    public static ScoreResult Score(LoadedModel model, IReadOnlyList<int> context, IReadOnlyList<int> completion, int topLogprobs)
+    public static ScoreResult Score(LoadedModel model, IReadOnlyList<int> context, IReadOnlyList<int> completion, int topLogprobs, LoRAWeights? adapter = null)
     {
         var llama = model.Model.Model;
         var vocab = llama.Config.VocabSize;
@@ -31,7 +33,7 @@ public static class Scorer
         {
             var count = Math.Min(ChunkTokens, tokens.Length - 1 - start);
             // Logits at position p predict token p + 1; the last token predicts nothing we score.
-            llama.Forward(state, tokens.AsSpan(start, count), logits.AsSpan(0, count * vocab), allPositions: true);
+            llama.Forward(state, tokens.AsSpan(start, count), logits.AsSpan(0, count * vocab), allPositions: true, adapter);
             for (var i = 0; i < count; i++)
             {
                 var target = start + i + 1;

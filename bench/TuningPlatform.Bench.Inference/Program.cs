@@ -1,0 +1,337 @@
+// Inference serving benchmark: the inference service over real gRPC (HTTP/2 on a loopback socket, our client)
+// against the engine driven directly, same model, same batching, same run, as ratios.
+//   shapes:  stories15M and SmolLM2-135M with random weights (weights do not change speed), their real tokenizers
+//            (../shared/assets/tokenizers: llama2, smollm2-135m); end-of-sequence rows zeroed so every answer runs
+//            to max_new_tokens
+//   rows:    batch-1 decode tokens/s and time to first token (TTFT); then 1, 4, 8, 16 concurrent streaming clients,
+//            half of them on LoRA adapters (r=16 on every projection, one adapter per such client, applied per
+//            sequence in the shared batch): aggregate tokens/s and p50/p99 TTFT
+//   engine:  the same sequences added to a BatchGenerator at once (each prefilled as it joins, as the service's
+//            decode loop does), stepped to completion on one thread
+// Usage:
+//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16]
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using TuningPlatform.Clients;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Inference.V1;
+using TuningPlatform.Engine.Generation;
+using TuningPlatform.Engine.Models;
+using TuningPlatform.Engine.Tokenizers;
+using TuningPlatform.Engine.Training.Peft;
+using TuningPlatform.Grpc;
+using TuningPlatform.Grpc.Client;
+using TuningPlatform.Grpc.Server;
+using TuningPlatform.InferenceService;
+using TuningPlatform.InferenceService.Services;
+using TuningPlatform.ServiceDefaults;
+
+var promptTokens = IntArg("--prompt", 128);
+var newTokens = IntArg("--new", 128);
+var clientCounts = StringArg("--clients", "1,4,8,16").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
+var wanted = StringArg("--shapes", "stories15M,smollm2-135m").Split(',');
+var maxBatch = clientCounts.Max();
+var context = promptTokens + newTokens + 16;
+var tokenizers = FindUp(Path.Combine("..", "shared", "assets", "tokenizers"))
+    ?? throw new InvalidOperationException("../shared/assets/tokenizers not found; the benchmark uses the llama2 and smollm2-135m tokenizers from the shared assets.");
+var shapes = new List<(string Name, LlamaConfig Config, string Tokenizer)>
+{
+    ("stories15M", Shape(288, 768, 6, 6, 6, 32000, tied: true), "llama2"),
+    ("smollm2-135m", LlamaConfig.Load(Path.Combine(tokenizers, "smollm2-135m", "config.json")) with { MaxPositions = context }, "smollm2-135m"),
+};
+var work = Directory.CreateTempSubdirectory("bench-inference-").FullName;
+var ct = CancellationToken.None;
+try
+{
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"Inference benchmark: {Environment.ProcessorCount} cores (load average {LoadAverage()}), prompt ≈{promptTokens} tokens, {newTokens} new tokens, greedy, random weights, fp32; max batch {maxBatch}; adapters LoRA r=16 on all 7 projections"));
+    Console.WriteLine();
+    Console.WriteLine("| shape | row | engine direct | service over gRPC | service / engine |");
+    Console.WriteLine("|---|---|---|---|---|");
+    foreach (var (name, config, tokenizerName) in shapes.Where(s => wanted.Contains(s.Name)))
+    {
+        var modelDir = Path.Combine(work, "models", name);
+        var model = RandomModel(config with { MaxPositions = context });
+        var tokenizer = HfTokenizer.FromFile(Path.Combine(tokenizers, tokenizerName, "tokenizer.json"));
+        SilenceEnd(model, tokenizer);
+        model.SaveHf(modelDir);
+        foreach (var file in new[] { "tokenizer.json", "tokenizer_config.json" })
+        {
+            File.Copy(Path.Combine(tokenizers, tokenizerName, file), Path.Combine(modelDir, file));
+        }
+        var adapterCount = Math.Max(1, maxBatch / 2);
+        var adapters = new List<LoRAWeights>();
+        for (var i = 0; i < adapterCount; i++)
+        {
+            var adapter = RandomAdapter(model, seed: 100 + i);
+            adapter.Save(Path.Combine(work, "adapters", $"{name}-{i}"));
+            adapters.Add(LoRAWeights.From(adapter));
+        }
+        var prompt = PromptText(tokenizer, promptTokens);
+        var promptIds = tokenizer.Encode(prompt, addSpecialTokens: true);
+        Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: {model.Parameters.Count / 1e6:0.0}M parameters, prompt {promptIds.Length} tokens"));
+
+        // Engine directly and the service over gRPC, alternating, each row printed as soon as it is measured.
+        var engine = new BatchGenerator(model, tokenizer, maxBatch, context);
+        var options = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0, AddSpecialTokens = false };
+        await using var server = await StartServiceAsync(work, maxBatch, context);
+        var client = server.Client;
+        await client.LoadModelAsync(new LoadModelRequest { Model = new ModelRef { BaseModelId = name }, Pinned = true }, Call());
+        for (var i = 0; i < adapterCount; i++)
+        {
+            await client.LoadAdapterAsync(new LoadAdapterRequest { Path = $"{name}-{i}", AdapterId = $"{name}-{i}", BaseModelId = name, Pinned = true }, Call());
+        }
+        // Warm-up (JIT, buffers) on both sides.
+        RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, 1, adapters, onAdapters: false);
+        await RunServiceAsync(client, name, prompt, 8, 1, onAdapters: false);
+
+        var engineSingle = RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false);
+        var serviceSingle = await RunServiceAsync(client, name, prompt, newTokens, 1, onAdapters: false);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {name} | batch-1 decode | {engineSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate / engineSingle.DecodeRate:0.00} |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {name} | batch-1 TTFT | {engineSingle.P50:0} ms | {serviceSingle.P50:0} ms | {engineSingle.P50 / serviceSingle.P50:0.00} |"));
+        var engineRuns = new Dictionary<int, Run>();
+        var serviceRuns = new Dictionary<int, Run>();
+        foreach (var n in clientCounts)
+        {
+            var e = engineRuns[n] = RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
+            var s = serviceRuns[n] = await RunServiceAsync(client, name, prompt, newTokens, n, onAdapters: true);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | {n} clients ({n / 2} on adapters) | {e.Aggregate:0.0} tok/s, TTFT p50 {e.P50:0} / p99 {e.P99:0} ms | {s.Aggregate:0.0} tok/s, TTFT p50 {s.P50:0} / p99 {s.P99:0} ms | {s.Aggregate / e.Aggregate:0.00} |"));
+        }
+        if (serviceRuns.TryGetValue(1, out var one) && serviceRuns.TryGetValue(8, out var eight))
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | scaling 8 vs 1 client | {engineRuns[8].Aggregate / engineRuns[1].Aggregate:0.00}× | {eight.Aggregate / one.Aggregate:0.00}× | |"));
+            var overhead = ((1 / eight.Aggregate) - (1 / engineRuns[8].Aggregate)) / (1 / engineRuns[8].Aggregate);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | service overhead per token, 8 clients | | {overhead * 100:0.0}% | |"));
+        }
+    }
+    Console.WriteLine();
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"load average at the end: {LoadAverage()}"));
+}
+finally
+{
+    Directory.Delete(work, recursive: true);
+}
+
+// N sequences join together (each prefilled as it joins), then decode to the end. TTFT of sequence i: from the start
+// to its first token, including the prefills before it, as simultaneous requests see it.
+static Run RunEngine(BatchGenerator engine, int[] promptIds, GenerationOptions options, int n, List<LoRAWeights> adapters, bool onAdapters)
+{
+    var clock = Stopwatch.StartNew();
+    var ttft = new List<double>();
+    var sequences = new List<BatchSequence>();
+    for (var i = 0; i < n; i++)
+    {
+        var adapter = onAdapters && i % 2 == 1 ? adapters[i / 2 % adapters.Count] : null;
+        sequences.Add(engine.Add(promptIds, options, null, adapter));
+        ttft.Add(clock.Elapsed.TotalMilliseconds);
+    }
+    var decodeStart = clock.Elapsed;
+    engine.RunToCompletion();
+    var wall = clock.Elapsed.TotalSeconds;
+    var tokens = sequences.Sum(s => s.TokenIds.Count);
+    var decodeRate = n == 1 ? (tokens - 1) / (clock.Elapsed - decodeStart).TotalSeconds : 0;
+    return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99));
+}
+
+static async Task<Run> RunServiceAsync(InferenceClient client, string model, string prompt, int newTokens, int n, bool onAdapters)
+{
+    using var start = new SemaphoreSlim(0);
+    var clock = Stopwatch.StartNew();
+    var calls = Enumerable.Range(0, n).Select(async i =>
+    {
+        await start.WaitAsync();
+        var adapter = onAdapters && i % 2 == 1 ? $"{model}-{i / 2}" : "";
+        var began = clock.Elapsed;
+        using var call = client.GenerateStream(new GenerateStreamRequest
+        {
+            Model = new ModelRef { BaseModelId = model, AdapterId = adapter },
+            Input = new GenerationInput { Completion = new CompletionInput { Prompt = prompt } },
+            Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = newTokens },
+        }, Call());
+        TimeSpan? first = null;
+        var last = began;
+        long tokens = 0;
+        await foreach (var message in call.ResponseStream.ReadAllAsync())
+        {
+            first ??= clock.Elapsed;
+            last = clock.Elapsed;
+            if (message.EventCase == GenerateStreamResponse.EventOneofCase.Final)
+            {
+                tokens = message.Final.Usage.CompletionTokens;
+            }
+        }
+        return (Ttft: ((first ?? last) - began).TotalMilliseconds, Tokens: tokens, First: first ?? last, Last: last);
+    }).ToList();
+    start.Release(n);
+    var results = await Task.WhenAll(calls);
+    var wall = results.Max(r => r.Last).TotalSeconds;
+    var total = results.Sum(r => r.Tokens);
+    var decodeRate = n == 1 ? (results[0].Tokens - 1) / (results[0].Last - results[0].First).TotalSeconds : 0;
+    return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99));
+}
+
+static async Task<BenchServer> StartServiceAsync(string work, int maxBatch, int context)
+{
+    using var listener = new TcpListener(IPAddress.Loopback, 0);
+    listener.Start();
+    var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+    listener.Stop();
+    var builder = WebApplication.CreateSlimBuilder();
+    builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+    {
+        ["Grpc:Url"] = $"http://127.0.0.1:{port}",
+        ["Inference:ModelRoots:0"] = Path.Combine(work, "models"),
+        ["Inference:AdapterRoots:0"] = Path.Combine(work, "adapters"),
+        ["Inference:FineTunedDirectory"] = Path.Combine(work, "fine-tuned"),
+        ["Inference:MaxBatch"] = maxBatch.ToString(CultureInfo.InvariantCulture),
+        ["Inference:MaxContext"] = context.ToString(CultureInfo.InvariantCulture),
+        ["Inference:MemoryBudgetBytes"] = (16L << 30).ToString(CultureInfo.InvariantCulture),
+        ["Logging:LogLevel:Default"] = "Warning",
+    });
+    builder.AddServiceDefaults(defaultPort: port);
+    builder.AddInferenceServices();
+    var app = builder.Build();
+    app.MapGrpcService<InferenceGrpcService>(InferenceReflection.Descriptor.Services[0]);
+    app.MapDefaultEndpoints();
+    await app.StartAsync();
+    return new BenchServer(app, GrpcChannel.ForAddress($"http://127.0.0.1:{port}"));
+}
+
+static CallOptions Call() => new() { Deadline = DateTime.UtcNow.AddMinutes(10) };
+
+static LlamaModel RandomModel(LlamaConfig config)
+{
+    var model = LlamaModel.Create(config);
+    var rng = new Random(0);
+    foreach (var p in model.Parameters.Parameters)
+    {
+        var span = p.Span;
+        for (var i = 0; i < span.Length; i++)
+        {
+            span[i] = p.Shape.Length == 1 ? 1f : (float)((rng.NextDouble() * 2 - 1) * 0.035);
+        }
+    }
+    return model;
+}
+
+// Zero the embedding (and head) rows of the end-of-sequence ids: their logit is then 0 while the argmax of random
+// logits is positive, so greedy answers always run to max_new_tokens and every row measures the same work.
+static void SilenceEnd(LlamaModel model, Tokenizer tokenizer)
+{
+    var d = model.Config.HiddenSize;
+    foreach (var id in (model.Config.EosTokenIds ?? []).Append(tokenizer.EosTokenId ?? 2).Distinct())
+    {
+        model.Embeddings.Span.Slice(id * d, d).Clear();
+        model.Output.Span.Slice(id * d, d).Clear();
+    }
+}
+
+static LoRAAdapter RandomAdapter(LlamaModel model, int seed)
+{
+    var adapter = LoRAAdapter.Create(model, new LoRAConfig { Rank = 16, Alpha = 32, TargetModules = LoRAConfig.AllLinear }, seed);
+    var rng = new Random(seed);
+    foreach (var p in adapter.Parameters.Parameters.Where(p => p.Name.EndsWith(".lora_b", StringComparison.Ordinal)))
+    {
+        var span = p.Span;
+        for (var i = 0; i < span.Length; i++)
+        {
+            span[i] = (float)((rng.NextDouble() * 2 - 1) * 0.01);
+        }
+    }
+    return adapter;
+}
+
+// Plain prose cut to about `tokens` tokens (BOS included).
+static string PromptText(Tokenizer tokenizer, int tokens)
+{
+    const string Sentence = " Once upon a time there was a little girl who liked to walk in the park with her dog.";
+    var text = "";
+    while (tokenizer.Encode(text + Sentence, addSpecialTokens: true).Length <= tokens)
+    {
+        text += Sentence;
+    }
+    var words = Sentence.Split(' ');
+    foreach (var word in words.Where(w => w.Length > 0))
+    {
+        if (tokenizer.Encode(text + " " + word, addSpecialTokens: true).Length > tokens)
+        {
+            break;
+        }
+        text += " " + word;
+    }
+    return text.TrimStart();
+}
+
+static double Percentile(List<double> values, double q)
+{
+    var sorted = values.Order().ToList();
+    return sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Count) - 1, 0, sorted.Count - 1)];
+}
+
+static LlamaConfig Shape(int dim, int hidden, int layers, int heads, int kvHeads, int vocab, bool tied) => new()
+{
+    HiddenSize = dim,
+    IntermediateSize = hidden,
+    NumLayers = layers,
+    NumHeads = heads,
+    NumKeyValueHeadsRaw = kvHeads,
+    VocabSize = vocab,
+    MaxPositions = 2048,
+    RmsNormEps = 1e-5,
+    TieWordEmbeddings = tied,
+    EosTokenIds = [2],
+};
+
+static string LoadAverage()
+{
+    try
+    {
+        return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
+    }
+    catch (IOException)
+    {
+        return "n/a";
+    }
+}
+
+static string? FindUp(string relative)
+{
+    for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+    {
+        var candidate = Path.Combine(dir.FullName, relative);
+        if (Directory.Exists(candidate))
+        {
+            return candidate;
+        }
+    }
+    return null;
+}
+
+int IntArg(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault() is { } v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+
+string StringArg(string name, string fallback) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault() ?? fallback;
+
+/// <summary>One measurement: aggregate tokens/s, batch-1 decode tokens/s, TTFT percentiles in ms.</summary>
+internal sealed record Run(double Aggregate, double DecodeRate, double P50, double P99);
+
+/// <summary>The inference service in this process, on a loopback socket, and a client over a real HTTP/2 channel.</summary>
+internal sealed class BenchServer(WebApplication app, GrpcChannel channel) : IAsyncDisposable
+{
+    public InferenceClient Client { get; } = new(channel.CreateCallInvoker());
+
+    public async ValueTask DisposeAsync()
+    {
+        channel.Dispose();
+        await app.StopAsync();
+        await app.DisposeAsync();
+    }
+}
