@@ -1,10 +1,12 @@
 using TuningPlatform.Contracts.Evaluation.V1;
+using TuningPlatform.EvaluationService;
+using TuningPlatform.EvaluationService.Services;
 using TuningPlatform.Grpc.Server;
 using TuningPlatform.ServiceDefaults;
-using TuningPlatform.EvaluationService.Services;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServiceDefaults(defaultPort: 5103);
+builder.AddEvaluationServices();
 
 var app = builder.Build();
 app.MapGrpcService<EvaluationGrpcService>(EvaluationReflection.Descriptor.Services[0]);

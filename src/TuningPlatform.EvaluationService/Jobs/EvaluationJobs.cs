@@ -1,0 +1,173 @@
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Evaluation.V1;
+using TuningPlatform.Coordination;
+using TuningPlatform.Coordination.Jobs;
+using TuningPlatform.Coordination.Redis;
+using TuningPlatform.Grpc;
+using EvaluationRun = TuningPlatform.Contracts.Evaluation.V1.Evaluation;
+
+namespace TuningPlatform.EvaluationService.Jobs;
+
+/// <summary>
+/// Evaluations on the Redis job system: kind <c>evaluation</c>, ids <c>eval-…</c>, the payload is the
+/// EvaluationRun definition (protobuf JSON). Without <c>ConnectionStrings:redis</c> every evaluation call answers
+/// FAILED_PRECONDITION naming that key; ListMetrics and CompareEvaluations of stored reports work without it.
+/// </summary>
+public sealed class EvaluationJobs : IAsyncDisposable
+{
+    public const string Kind = "evaluation";
+
+    internal static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true));
+    internal static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
+
+    private EvaluationJobs(RedisConnection? connection)
+    {
+        Connection = connection;
+        Store = connection is null ? null : new JobStore(connection);
+    }
+
+    public JobStore? Store { get; }
+
+    public RedisConnection? Connection { get; }
+
+    public static async Task<EvaluationJobs> CreateAsync(IConfiguration configuration)
+    {
+        if (string.IsNullOrWhiteSpace(configuration[CoordinationOptions.ConnectionStringKey]))
+        {
+            return new EvaluationJobs(null);
+        }
+        var options = CoordinationOptions.FromSettings(key => configuration[key]);
+        return new EvaluationJobs(await RedisConnection.ConnectAsync(options));
+    }
+
+    internal JobStore Require()
+    {
+        if (Store is null)
+        {
+            RpcErrors.FailedPrecondition(CoordinationOptions.ConnectionStringKey,
+                "evaluations run as jobs on Redis, which is not configured: set ConnectionStrings__redis (the AppHost does)");
+        }
+        return Store;
+    }
+
+    internal static EvaluationRun Definition(JobInfo info)
+    {
+        var evaluation = Parser.Parse<EvaluationRun>(info.Payload);
+        evaluation.Id = info.Id;
+        return evaluation;
+    }
+
+    internal static JobState MapToState(JobInfo info)
+    {
+        var state = new JobState
+        {
+            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
+            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
+            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
+            WorkerId = info.WorkerId,
+            Attempt = info.Attempt,
+            LastEventId = info.LastEventId,
+            StatusMessage = info.StatusMessage,
+        };
+        if (info.StartedAt is { } started)
+        {
+            state.StartedAt = Timestamp.FromDateTimeOffset(started);
+        }
+        if (info.FinishedAt is { } finished)
+        {
+            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
+        }
+        if (info.Error is { } error)
+        {
+            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+        }
+        if (info.Progress is { } progress)
+        {
+            state.Progress = new Progress
+            {
+                Completed = progress.Completed,
+                Total = progress.Total,
+                Unit = progress.Unit,
+                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
+            };
+            if (info.StartedAt is { } begun && progress.Completed > 0)
+            {
+                var end = info.FinishedAt ?? info.UpdatedAt;
+                var elapsed = Math.Max(0, (end - begun).TotalMilliseconds);
+                state.Progress.ElapsedMs = (long)elapsed;
+                state.Progress.UnitsPerSecond = elapsed > 0 ? progress.Completed / (elapsed / 1000) : 0;
+                if (progress.Total > progress.Completed && info.FinishedAt is null)
+                {
+                    state.Progress.EtaMs = (long)(elapsed / progress.Completed * (progress.Total - progress.Completed));
+                }
+            }
+        }
+        return state;
+    }
+
+    internal static EvaluationEvent MapToEvent(JobEvent e)
+    {
+        var result = e.Kind == JobEventKind.Metrics && e.Data.Length > 0 ? Parser.Parse<EvaluationEvent>(e.Data) : new EvaluationEvent();
+        result.EventId = e.Id;
+        result.CreatedAt = Timestamp.FromDateTimeOffset(e.CreatedAt);
+        result.Level = (EventLevel)(int)e.Level;
+        result.Message = e.Message;
+        switch (e.Kind)
+        {
+            case JobEventKind.StatusChange:
+                result.StatusChange = new StatusChange
+                {
+                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
+                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
+                    Reason = e.Message,
+                };
+                if (e.Error is { } error)
+                {
+                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+                }
+                break;
+            case JobEventKind.Metrics:
+                break;
+            default:
+                result.Log = new LogLine { Text = e.Message, Source = e.Data };
+                break;
+        }
+        return result;
+    }
+
+    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
+    internal static async Task<T> Call<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (CoordinationException e)
+        {
+            var status = e.Kind switch
+            {
+                CoordinationErrorKind.NotFound => StatusCode.NotFound,
+                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+                _ => StatusCode.Unavailable,
+            };
+            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Store is not null)
+        {
+            await Store.DisposeAsync();
+        }
+        if (Connection is not null)
+        {
+            await Connection.DisposeAsync();
+        }
+    }
+}
