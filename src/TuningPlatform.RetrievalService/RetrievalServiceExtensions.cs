@@ -1,6 +1,9 @@
 using TuningPlatform.RetrievalService.Collections;
+using TuningPlatform.RetrievalService.Comparisons;
 using TuningPlatform.RetrievalService.Ingestion;
 using TuningPlatform.RetrievalService.Jobs;
+using TuningPlatform.RetrievalService.Peers;
+using TuningPlatform.RetrievalService.Raft;
 using TuningPlatform.RetrievalService.Services;
 
 namespace TuningPlatform.RetrievalService;
@@ -27,6 +30,15 @@ public static class RetrievalServiceExtensions
         builder.Services.AddSingleton<CollectionRegistry>();
         builder.Services.AddSingleton<RetrievalJobLog>();
         builder.Services.AddSingleton<Ingestor>();
+        builder.Services.AddSingleton<PeerClients>();
+        builder.Services.AddSingleton<Embedder>();
+        builder.Services.AddSingleton<Generator>();
+        builder.Services.AddSingleton<DatasetReader>();
+        builder.Services.AddSingleton<RaftJob>();
+        builder.Services.AddSingleton<ComparisonStore>();
+        builder.Services.AddSingleton(_ => RetrievalJobs.CreateAsync(builder.Configuration).GetAwaiter().GetResult());
+        builder.Services.AddSingleton<RetrievalJobRunner>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<RetrievalJobRunner>());
         builder.Services.AddSingleton<RetrievalGrpcService>();
         return builder;
     }

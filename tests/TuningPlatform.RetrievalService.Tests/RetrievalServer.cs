@@ -26,7 +26,14 @@ public sealed class RetrievalServer : IAsyncDisposable
 
     public RetrievalClient Client { get; }
 
-    public static async Task<RetrievalServer> StartAsync(string dataDirectory, params string[] ingestRoots)
+    /// <summary>The running application (to reach its services in tests).</summary>
+    public WebApplication App => _app;
+
+    public static Task<RetrievalServer> StartAsync(string dataDirectory, params string[] ingestRoots) =>
+        StartAsync(dataDirectory, new Dictionary<string, string?>(), ingestRoots);
+
+    /// <summary>With extra settings, e.g. <c>services:inference:grpc:0</c> pointing at a real inference server.</summary>
+    public static async Task<RetrievalServer> StartAsync(string dataDirectory, Dictionary<string, string?> extra, params string[] ingestRoots)
     {
         var port = FreePort();
         var builder = WebApplication.CreateSlimBuilder();
@@ -39,6 +46,10 @@ public sealed class RetrievalServer : IAsyncDisposable
         for (var i = 0; i < ingestRoots.Length; i++)
         {
             settings[$"Retrieval:IngestRoots:{i}"] = ingestRoots[i];
+        }
+        foreach (var (key, value) in extra)
+        {
+            settings[key] = value;
         }
         builder.Configuration.AddInMemoryCollection(settings);
         builder.AddServiceDefaults(defaultPort: port);

@@ -145,11 +145,18 @@ public sealed class RetrievalServiceTests
                 Name = "d",
                 Chunking = new ChunkingSettings { ChunkSizeTokens = 64, ChunkOverlapTokens = 64 },
             }, Options));
-            await FailsAsync(StatusCode.FailedPrecondition, "embedding", () => server.Client.CreateCollectionAsync(new CreateCollectionRequest
+            // No inference service configured here: embeddings cannot be had.
+            await FailsAsync(StatusCode.FailedPrecondition, "embedding.model", () => server.Client.CreateCollectionAsync(new CreateCollectionRequest
             {
                 Name = "e",
                 Embedding = new EmbeddingSettings { Model = new ModelRef { BaseModelId = "stories260K-hf" } },
             }, Options));
+            await FailsAsync(StatusCode.InvalidArgument, "embedding.model", () => server.Client.CreateCollectionAsync(new CreateCollectionRequest
+            {
+                Name = "e",
+                Embedding = new EmbeddingSettings(),
+            }, Options));
+            Assert.Empty((await server.Client.ListCollectionsAsync(new ListCollectionsRequest { NamePrefix = "e" }, Options)).Collections);
             await FailsAsync(StatusCode.InvalidArgument, "source", () => server.Client.IngestDocumentsAsync(new IngestDocumentsRequest { CollectionId = "c" }, Options));
             await FailsAsync(StatusCode.InvalidArgument, "inline.documents[0].text", () => server.Client.IngestDocumentsAsync(new IngestDocumentsRequest
             {
@@ -186,8 +193,7 @@ public sealed class RetrievalServiceTests
             await FailsAsync(StatusCode.NotFound, "job_id", () => server.Client.GetRetrievalJobAsync(new GetRetrievalJobRequest { JobId = "rjob-none" }, Options));
             await FailsAsync(StatusCode.NotFound, "document_ids", () => server.Client.DeleteDocumentsAsync(new DeleteDocumentsRequest { CollectionId = "c", DocumentIds = { "x" } }, Options));
             Assert.Equal(0, (await server.Client.DeleteDocumentsAsync(new DeleteDocumentsRequest { CollectionId = "c", DocumentIds = { "x" }, AllowMissing = true }, Options)).DeletedDocumentCount);
-            var unimplemented = await Assert.ThrowsAsync<RpcException>(() => server.Client.AnswerAsync(new AnswerRequest(), Options));
-            Assert.Equal(StatusCode.Unimplemented, unimplemented.StatusCode);
+            await FailsAsync(StatusCode.InvalidArgument, "model", () => server.Client.AnswerAsync(new AnswerRequest(), Options));
         }
         finally
         {

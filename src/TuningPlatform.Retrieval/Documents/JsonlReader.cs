@@ -2,7 +2,11 @@ using System.Text.Json;
 
 namespace TuningPlatform.Retrieval.Documents;
 
-/// <summary>Which JSONL fields hold a record's text, id, title and metadata (MetadataFields empty = every other scalar field).</summary>
+/// <summary>
+/// Which JSONL fields hold a record's text, id, title and metadata (MetadataFields empty = every other scalar field).
+/// <see cref="JsonlReader.WholeRecord"/> (<c>$</c>) as the text field makes the whole record, as its JSON line, the text (API
+/// documentation records such as Gorilla's have no single text field).
+/// </summary>
 public sealed record JsonlFields(string TextField = "text", string? IdField = null, string? TitleField = null, IReadOnlyList<string>? MetadataFields = null);
 
 /// <summary>One JSONL record (Line is 1-based) as a document, or the reason it could not be read.</summary>
@@ -11,6 +15,9 @@ public sealed record JsonlRecord(long Line, string? Id, string? Title, string? T
 /// <summary>Reads JSONL: one JSON object per line; blank lines are skipped.</summary>
 public static class JsonlReader
 {
+    /// <summary>The text field meaning "the whole record".</summary>
+    public const string WholeRecord = "$";
+
     public static IEnumerable<JsonlRecord> Read(TextReader reader, JsonlFields fields)
     {
         long number = 0;
@@ -43,11 +50,19 @@ public static class JsonlReader
             {
                 return Failed(number, $"line {number}: expected a JSON object, found {root.ValueKind}");
             }
-            if (!root.TryGetProperty(fields.TextField, out var textElement) || textElement.ValueKind is JsonValueKind.Null)
+            string text;
+            if (fields.TextField == WholeRecord)
             {
-                return Failed(number, $"line {number}: no field '{fields.TextField}' (the text field; set jsonl.text_field)");
+                text = line.Trim();
             }
-            var text = AsText(textElement);
+            else if (!root.TryGetProperty(fields.TextField, out var textElement) || textElement.ValueKind is JsonValueKind.Null)
+            {
+                return Failed(number, $"line {number}: no field '{fields.TextField}' (the text field; set jsonl.text_field, or '$' for the whole record)");
+            }
+            else
+            {
+                text = AsText(textElement);
+            }
             if (text.Trim().Length == 0)
             {
                 return Failed(number, $"line {number}: field '{fields.TextField}' is empty");

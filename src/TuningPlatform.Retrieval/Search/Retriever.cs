@@ -57,7 +57,9 @@ public static class Retriever
             }
             var started = System.Diagnostics.Stopwatch.GetTimestamp();
             var allowed = query.Filters.Count > 0 ? store.FilterChunks(query.Filters) : null;
-            dense = vectors.Search(query.Vector, candidates, allowed is null ? null : allowed.Contains);
+            dense = vectors is QdrantVectorStore qdrant
+                ? qdrant.Search(query.Vector, candidates, allowed)
+                : vectors.Search(query.Vector, candidates, allowed is null ? null : allowed.Contains);
             denseMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         }
         List<(long RowId, double Score, int LexicalRank, double? LexicalScore, int DenseRank, double? DenseScore)> ranked = query.Mode switch

@@ -253,6 +253,39 @@ public sealed class CollectionStore : IDisposable
         }
     }
 
+    /// <summary>The chunks of one document in chunk order (empty when there is no such document).</summary>
+    public IReadOnlyList<ChunkRecord> GetDocumentChunks(string documentId)
+    {
+        lock (_lock)
+        {
+            using var command = Command("SELECT * FROM chunks WHERE document_id = $id ORDER BY chunk_index", ("$id", documentId));
+            using var reader = command.ExecuteReader();
+            var chunks = new List<ChunkRecord>();
+            while (reader.Read())
+            {
+                chunks.Add(new ChunkRecord(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetInt32(3), reader.GetString(4),
+                    JsonSerializer.Deserialize<string[]>(reader.GetString(5)) ?? [], reader.GetInt32(6)));
+            }
+            return chunks;
+        }
+    }
+
+    /// <summary>Every document id, in id order.</summary>
+    public IReadOnlyList<string> AllDocumentIds()
+    {
+        lock (_lock)
+        {
+            using var command = Command("SELECT id FROM documents ORDER BY id");
+            using var reader = command.ExecuteReader();
+            var ids = new List<string>();
+            while (reader.Read())
+            {
+                ids.Add(reader.GetString(0));
+            }
+            return ids;
+        }
+    }
+
     /// <summary>FTS5 query: each word of the text quoted (so no user text is read as FTS5 syntax), joined with OR.</summary>
     public static string MatchExpression(string query)
     {

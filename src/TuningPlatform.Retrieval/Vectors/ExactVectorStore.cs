@@ -149,6 +149,20 @@ public sealed class ExactVectorStore : IVectorStore
         return hits;
     }
 
+    /// <summary>A copy of every stored vector (normalised when the store normalises), in slot order.</summary>
+    public IReadOnlyList<(long Id, float[] Vector)> Snapshot()
+    {
+        lock (_lock)
+        {
+            var result = new List<(long, float[])>(_ids.Count);
+            for (var slot = 0; slot < _ids.Count; slot++)
+            {
+                result.Add((_ids[slot], _matrix.AsSpan(slot * Dimensions, Dimensions).ToArray()));
+            }
+            return result;
+        }
+    }
+
     public void Dispose()
     {
         _log.Dispose();

@@ -15,7 +15,7 @@ internal sealed class CollectionEntry(Collection definition, CollectionStore sto
 
     public CollectionStore Store { get; } = store;
 
-    public IVectorStore? Vectors { get; } = vectors;
+    public IVectorStore? Vectors { get; set; } = vectors;
 
     /// <summary>Held by an ingestion or a document delete; one writer at a time.</summary>
     public SemaphoreSlim WriteLock { get; } = new(1, 1);
@@ -46,8 +46,13 @@ internal sealed class CollectionRegistry : IDisposable
     private readonly ConcurrentDictionary<string, CollectionEntry> _byId = new(StringComparer.Ordinal);
     private readonly Lock _createLock = new();
 
+    private readonly long _hnswThreshold;
+    private readonly RetrievalOptions _options;
+
     public CollectionRegistry(IOptions<RetrievalOptions> options)
     {
+        _options = options.Value;
+        _hnswThreshold = options.Value.HnswThresholdValues;
         Directory = Path.Combine(options.Value.DataDirectory, "collections");
         System.IO.Directory.CreateDirectory(Directory);
         foreach (var file in System.IO.Directory.EnumerateFiles(Directory, "col-*.db"))
@@ -61,7 +66,16 @@ internal sealed class CollectionRegistry : IDisposable
                 continue;
             }
             var definition = Parser.Parse<Collection>(json);
-            _byId[definition.Id] = new CollectionEntry(definition, store, OpenVectors(definition));
+            IVectorStore? vectors = null;
+            try
+            {
+                vectors = OpenVectors(definition);
+            }
+            catch (QdrantException)
+            {
+                // Qdrant is away at start: the collection serves lexical search until the service restarts with Qdrant up.
+            }
+            _byId[definition.Id] = new CollectionEntry(definition, store, vectors);
         }
     }
 
@@ -93,17 +107,22 @@ internal sealed class CollectionRegistry : IDisposable
                 return (null, false);
             }
             definition.Id = "col-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
+            // The vector store first: an unreachable Qdrant leaves nothing behind.
+            var vectors = OpenVectors(definition);
             var store = CollectionStore.Open(Path.Combine(Directory, definition.Id + ".db"), definition.Lexical?.PorterStemming ?? false);
             if (requestId.Length > 0)
             {
                 store.SetMeta(RequestIdKey, requestId);
             }
             store.SetMeta(DefinitionKey, Formatter.Format(definition));
-            var entry = new CollectionEntry(definition, store, OpenVectors(definition));
+            var entry = new CollectionEntry(definition, store, vectors);
             _byId[definition.Id] = entry;
             return (entry, true);
         }
     }
+
+    /// <summary>Whether <paramref name="entry"/> was created by a request with this (non-empty) id.</summary>
+    public bool HasRequestId(CollectionEntry entry, string requestId) => requestId.Length > 0 && entry.Store.GetMeta(RequestIdKey) == requestId;
 
     public void Save(CollectionEntry entry) => entry.Store.SetMeta(DefinitionKey, Formatter.Format(entry.Definition));
 
@@ -115,6 +134,7 @@ internal sealed class CollectionRegistry : IDisposable
     public long Delete(CollectionEntry entry)
     {
         var size = SizeBytes(entry);
+        (entry.Vectors as QdrantVectorStore)?.Drop();
         entry.Deleted = true;
         _byId.TryRemove(entry.Definition.Id, out _);
         entry.Dispose();
@@ -133,9 +153,49 @@ internal sealed class CollectionRegistry : IDisposable
         }
     }
 
-    private ExactVectorStore? OpenVectors(Collection definition) =>
-        definition.Embedding is { Dimensions: > 0 } embedding
-            ? ExactVectorStore.Open(Path.Combine(Directory, definition.Id + ".vec"), embedding.Dimensions,
-                normalize: definition.VectorStore?.Distance != DistanceMetric.Dot)
-            : null;
+    /// <summary>
+    /// An index kind left UNSPECIFIED switches from exact search to HNSW once the collection holds
+    /// <c>Retrieval:HnswThresholdValues</c> vector values (vectors × dimensions), the size at which one exact query
+    /// passes about 10 ms here (bench/TuningPlatform.Bench.Retrieval). Returns whether it switched.
+    /// </summary>
+    public bool UpgradeIfLarge(CollectionEntry entry)
+    {
+        if (entry.Definition.VectorStore?.IndexKind is not (null or VectorIndexKind.Unspecified) || entry.Vectors is not ExactVectorStore exact
+            || (long)exact.Count * exact.Dimensions < _hnswThreshold)
+        {
+            return false;
+        }
+        entry.Vectors = HnswVectorStore.Wrap(exact, HnswOptionsOf(entry.Definition), entry.Definition.VectorStore?.Distance != DistanceMetric.Dot);
+        entry.Definition.ActiveIndexKind = VectorIndexKind.Hnsw;
+        Save(entry);
+        return true;
+    }
+
+    internal static HnswOptions HnswOptionsOf(Collection definition)
+    {
+        var hnsw = definition.VectorStore?.Hnsw ?? new HnswSettings();
+        return new HnswOptions(hnsw.M == 0 ? 16 : hnsw.M, hnsw.EfConstruction == 0 ? 200 : hnsw.EfConstruction, hnsw.EfSearch == 0 ? 64 : hnsw.EfSearch);
+    }
+
+    private IVectorStore? OpenVectors(Collection definition)
+    {
+        if (definition.Embedding is not { Dimensions: > 0 } embedding)
+        {
+            return null;
+        }
+        var normalize = definition.VectorStore?.Distance != DistanceMetric.Dot;
+        if (definition.VectorStore?.Backend == VectorStoreBackend.Qdrant)
+        {
+            var name = definition.VectorStore.QdrantCollection.Length > 0 ? definition.VectorStore.QdrantCollection : "tuning_" + definition.Id;
+            return QdrantVectorStore.Open(_options.QdrantUrl, _options.QdrantApiKey, name, embedding.Dimensions, normalize);
+        }
+        var exact = ExactVectorStore.Open(Path.Combine(Directory, definition.Id + ".vec"), embedding.Dimensions, normalize);
+        var kind = definition.VectorStore?.IndexKind ?? VectorIndexKind.Unspecified;
+        if (kind == VectorIndexKind.Hnsw || (kind == VectorIndexKind.Unspecified && (long)exact.Count * exact.Dimensions >= _hnswThreshold))
+        {
+            definition.ActiveIndexKind = VectorIndexKind.Hnsw;
+            return HnswVectorStore.Wrap(exact, HnswOptionsOf(definition), normalize);
+        }
+        return exact;
+    }
 }

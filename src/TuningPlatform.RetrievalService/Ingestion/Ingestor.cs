@@ -12,6 +12,7 @@ using TuningPlatform.Retrieval.Documents;
 using TuningPlatform.Retrieval.Storage;
 using TuningPlatform.RetrievalService.Collections;
 using TuningPlatform.RetrievalService.Jobs;
+using TuningPlatform.RetrievalService.Peers;
 using ProtoFormat = TuningPlatform.Contracts.Retrieval.V1.DocumentFormat;
 
 namespace TuningPlatform.RetrievalService.Ingestion;
@@ -20,6 +21,9 @@ namespace TuningPlatform.RetrievalService.Ingestion;
 internal sealed record SourceDocument(string Id, string Title, string Text, TextFormat Format, IReadOnlyDictionary<string, string> Metadata,
     string SourceUri, string File, long Line, string? Error = null);
 
+/// <summary>What an ingestion did: its counts, the error that ended it (null when none), whether it was cancelled, how long it took.</summary>
+internal sealed record IngestOutcome(IngestionResult Result, Error? Error, bool Cancelled, TimeSpan Elapsed);
+
 /// <summary>A validated ingestion: a line describing the input, the documents (read lazily), and for folders the URI prefix of its files.</summary>
 internal sealed record IngestPlan(string Description, IEnumerable<SourceDocument> Documents, string? FolderUriPrefix);
 
@@ -27,7 +31,7 @@ internal sealed record IngestPlan(string Description, IEnumerable<SourceDocument
 /// Validates IngestDocuments requests (limits, formats, and folder paths confined to <c>Retrieval:IngestRoots</c>),
 /// then parses, chunks and indexes each document in its own transaction, skipping unchanged ones (same SHA-256).
 /// </summary>
-internal sealed class Ingestor(IOptions<RetrievalOptions> options, RetrievalJobLog jobs)
+internal sealed class Ingestor(IOptions<RetrievalOptions> options, RetrievalJobLog jobs, Embedder embedder)
 {
     private const int MaxIssues = 100;
     private const int MaxDocumentEvents = 1000;
@@ -49,18 +53,56 @@ internal sealed class Ingestor(IOptions<RetrievalOptions> options, RetrievalJobL
         }
     }
 
-    /// <summary>Runs the plan into the collection, recording progress and per-document events; returns the terminal job.</summary>
-    public RetrievalJob Run(CollectionEntry entry, RetrievalJob job, IngestPlan plan, bool forceReindex, CancellationToken cancellationToken)
+    /// <summary>In-process mode: runs the plan, recording the job and its events in the job log; returns the terminal job.</summary>
+    public async Task<RetrievalJob> RunAsync(CollectionEntry entry, RetrievalJob job, IngestPlan plan, bool forceReindex, CancellationToken cancellationToken)
+    {
+        job.State.StartedAt = Timestamp.FromDateTime(DateTime.UtcNow);
+        job.State.WorkerId = Environment.MachineName;
+        SetStatus(job, JobStatus.Running, "ingestion started");
+        var outcome = await IngestAsync(entry, job.Id, plan, forceReindex, e =>
+        {
+            jobs.AddEvent(job, e);
+            return Task.CompletedTask;
+        }, cancellationToken);
+        var result = outcome.Result;
+        job.State.Error = outcome.Error;
+        job.State.Progress = new Progress
+        {
+            Completed = result.DocumentsSeen,
+            Total = result.DocumentsSeen,
+            Unit = "documents",
+            Fraction = outcome.Cancelled ? 0 : 1,
+            UnitsPerSecond = result.DocumentsSeen / Math.Max(outcome.Elapsed.TotalSeconds, 1e-6),
+            ElapsedMs = (long)outcome.Elapsed.TotalMilliseconds,
+        };
+        job.Ingestion = result;
+        jobs.AddEvent(job, new RetrievalJobEvent { Level = EventLevel.Info, Message = $"{result.DocumentsSeen} documents", Progress = job.State.Progress });
+        job.State.FinishedAt = Timestamp.FromDateTime(DateTime.UtcNow);
+        var (status, reason) = outcome.Error is not null ? (JobStatus.Failed, outcome.Error.Message)
+            : outcome.Cancelled ? (JobStatus.Cancelled, "cancelled by request; documents indexed before stopping are kept")
+            : (JobStatus.Succeeded, Summary(result));
+        job.State.StatusMessage = reason;
+        SetStatus(job, status, reason);
+        return job;
+    }
+
+    public static string Summary(IngestionResult result) =>
+        $"{result.DocumentsIngested} ingested, {result.DocumentsUnchanged} unchanged, {result.DocumentsFailed} failed, {result.ChunksAdded} chunks added";
+
+    /// <summary>
+    /// Parses, chunks, embeds and indexes each document of the plan in its own transaction, reporting a
+    /// DocumentIndexed event for the first 1000 through <paramref name="report"/>. Stops between documents when
+    /// cancelled; an I/O failure or a failed Embed call ends it with an error (documents already indexed stay).
+    /// </summary>
+    public async Task<IngestOutcome> IngestAsync(CollectionEntry entry, string jobId, IngestPlan plan, bool forceReindex,
+        Func<RetrievalJobEvent, Task> report, CancellationToken cancellationToken)
     {
         var chunker = new Chunker(ChunkingFrom(entry.Definition.Chunking));
         var prependHeadings = entry.Definition.Chunking?.PrependHeadingPath ?? false;
         var result = new IngestionResult();
         var started = Stopwatch.GetTimestamp();
-        job.State.StartedAt = Timestamp.FromDateTime(DateTime.UtcNow);
-        job.State.WorkerId = Environment.MachineName;
-        SetStatus(job, JobStatus.Running, "ingestion started");
         var seen = new HashSet<string>(StringComparer.Ordinal);
-        var failed = false;
+        Error? error = null;
         try
         {
             foreach (var document in plan.Documents)
@@ -92,16 +134,28 @@ internal sealed class Ingestor(IOptions<RetrievalOptions> options, RetrievalJobL
                 }
                 var title = document.Title.Length > 0 ? document.Title : parsed.Title ?? Path.GetFileName(document.Id);
                 var record = new DocumentRecord(document.Id, title, document.SourceUri, (int)document.Format, document.Metadata, sha,
-                    Encoding.UTF8.GetByteCount(document.Text), chunks.Count, DateTimeOffset.UtcNow, job.Id);
-                var (removed, added) = entry.Store.UpsertDocument(record, chunks,
-                    prependHeadings ? c => string.Join(" > ", new[] { title }.Concat(c.HeadingPath)) + "\n" + c.Text : null);
+                    Encoding.UTF8.GetByteCount(document.Text), chunks.Count, DateTimeOffset.UtcNow, jobId);
+                var indexed = chunks.Select(c => prependHeadings ? string.Join(" > ", new[] { title }.Concat(c.HeadingPath)) + "\n" + c.Text : c.Text).ToList();
+                float[][]? vectors = null;
+                if (entry.Vectors is not null && entry.Definition.Embedding is { } embedding)
+                {
+                    // Embedded before the document is written, so a failed call leaves the previous version in place.
+                    var embedded = await embedder.EmbedAsync(embedding.Model, [.. indexed.Select(t => embedding.DocumentPrefix + t)], "embedding.model", cancellationToken);
+                    vectors = embedded.Vectors;
+                    result.EmbeddingTokens += embedded.Tokens;
+                }
+                var (removed, added) = entry.Store.UpsertDocument(record, chunks, c => indexed[c.Index]);
                 entry.Vectors?.Delete(removed);
+                if (vectors is not null)
+                {
+                    entry.Vectors!.Upsert([.. added.Select((id, i) => (id, vectors[i]))]);
+                }
                 result.DocumentsIngested++;
                 result.ChunksAdded += added.Count;
                 result.ChunksDeleted += removed.Count;
                 if (result.DocumentsIngested <= MaxDocumentEvents)
                 {
-                    jobs.AddEvent(job, new RetrievalJobEvent
+                    await report(new RetrievalJobEvent
                     {
                         Level = EventLevel.Debug,
                         Message = $"indexed {document.Id} ({chunks.Count} chunks)",
@@ -116,28 +170,23 @@ internal sealed class Ingestor(IOptions<RetrievalOptions> options, RetrievalJobL
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
-            failed = true;
-            job.State.Error = new Error { Code = "io_error", Message = e.Message };
+            error = new Error { Code = "io_error", Message = e.Message };
         }
-        var elapsed = Stopwatch.GetElapsedTime(started);
-        job.State.Progress = new Progress
+        catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
         {
-            Completed = result.DocumentsSeen,
-            Total = result.DocumentsSeen,
-            Unit = "documents",
-            Fraction = cancellationToken.IsCancellationRequested ? 0 : 1,
-            UnitsPerSecond = result.DocumentsSeen / Math.Max(elapsed.TotalSeconds, 1e-6),
-            ElapsedMs = (long)elapsed.TotalMilliseconds,
-        };
-        job.Ingestion = result;
-        jobs.AddEvent(job, new RetrievalJobEvent { Level = EventLevel.Info, Message = $"{result.DocumentsSeen} documents", Progress = job.State.Progress });
-        job.State.FinishedAt = Timestamp.FromDateTime(DateTime.UtcNow);
-        var (status, reason) = failed ? (JobStatus.Failed, job.State.Error.Message)
-            : cancellationToken.IsCancellationRequested ? (JobStatus.Cancelled, "cancelled by request; documents indexed before stopping are kept")
-            : (JobStatus.Succeeded, $"{result.DocumentsIngested} ingested, {result.DocumentsUnchanged} unchanged, {result.DocumentsFailed} failed, {result.ChunksAdded} chunks added");
-        job.State.StatusMessage = reason;
-        SetStatus(job, status, reason);
-        return job;
+            // The inference service failed or is away: the documents indexed so far stay, the job fails with its status.
+            error = new Error
+            {
+                Code = e.Trailers.GetValue("x-error-code") ?? e.StatusCode.ToString(),
+                Message = e.Status.Detail,
+                Param = e.Trailers.GetValue("x-error-param") ?? "",
+            };
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Cancelled while embedding: the document in progress is not written.
+        }
+        return new IngestOutcome(result, error, error is null && cancellationToken.IsCancellationRequested, Stopwatch.GetElapsedTime(started));
     }
 
     private void SetStatus(RetrievalJob job, JobStatus status, string reason)

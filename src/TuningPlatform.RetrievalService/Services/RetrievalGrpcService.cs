@@ -4,13 +4,17 @@ using Google.Protobuf.WellKnownTypes;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
 using TuningPlatform.Grpc;
+using Microsoft.Extensions.Options;
 using TuningPlatform.Grpc.Server;
+using TuningPlatform.Retrieval.Vectors;
 using TuningPlatform.Retrieval.Search;
 using TuningPlatform.Retrieval.Storage;
-using TuningPlatform.Retrieval.Vectors;
 using TuningPlatform.RetrievalService.Collections;
+using TuningPlatform.RetrievalService.Comparisons;
 using TuningPlatform.RetrievalService.Ingestion;
 using TuningPlatform.RetrievalService.Jobs;
+using TuningPlatform.RetrievalService.Peers;
+using TuningPlatform.RetrievalService.Raft;
 using FilterOperator = TuningPlatform.Retrieval.Storage.FilterOperator;
 using SearchHit = TuningPlatform.Contracts.Retrieval.V1.SearchHit;
 
@@ -18,17 +22,18 @@ namespace TuningPlatform.RetrievalService.Services;
 
 /// <summary>
 /// tuning.retrieval.v1.RetrievalService: collections, ingestion (run in-process; the returned job is already
-/// terminal), documents, lexical search, and the retrieval-job RPCs. Dense and hybrid search need an
-/// <see cref="IEmbeddingProvider"/> (the inference service's Embed RPC, not served yet), so a collection cannot be
-/// created with embeddings and DENSE/HYBRID answer FAILED_PRECONDITION. Answer, EvaluateRetrieval, the RAFT builder
-/// and comparisons (issue #10) answer UNIMPLEMENTED.
+/// terminal), documents, lexical, dense and hybrid search (embeddings from the inference service's Embed RPC),
+/// RAG answers, retrieval evaluation and the retrieval-job RPCs.
 /// </summary>
-internal sealed class RetrievalGrpcService(CollectionRegistry collections, RetrievalJobLog jobs, Ingestor ingestor, IEmbeddingProvider? embeddings = null)
+internal sealed partial class RetrievalGrpcService(IOptions<RetrievalOptions> options, CollectionRegistry collections, RetrievalJobLog jobs, Ingestor ingestor, Embedder embedder, Generator generator,
+    DatasetReader datasets, RetrievalJobs redisJobs, RaftJob raft, ComparisonStore comparisons)
 {
     private const int DefaultPageSize = 50;
+
+    private readonly bool _qdrantConfigured = options.Value.QdrantUrl.Length > 0;
     private const int MaxPageSize = 1000;
 
-    public Task<CreateCollectionResponse> CreateCollection(CreateCollectionRequest request, ServerCallContext context)
+    public async Task<CreateCollectionResponse> CreateCollection(CreateCollectionRequest request, ServerCallContext context)
     {
         if (request.Name.Length is 0 or > 64 || !request.Name.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-'))
         {
@@ -42,13 +47,24 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         {
             RpcErrors.InvalidArgument("chunking." + problem[..problem.IndexOf(':', StringComparison.Ordinal)], problem);
         }
-        if (request.Embedding is not null && embeddings is null)
+        if (request.Embedding is not null && request.Embedding.Model is null or { ModelCase: ModelRef.ModelOneofCase.None })
         {
-            RpcErrors.FailedPrecondition("embedding", "dense embeddings come from the inference service's Embed RPC, which is not served yet; create a lexical-only collection (leave embedding unset)");
+            RpcErrors.InvalidArgument("embedding.model", "is required: the served model whose embeddings index the collection (leave embedding unset for a lexical-only collection)");
+        }
+        if (request.VectorStore?.Hnsw is { } hnsw)
+        {
+            ValidateHnsw(hnsw);
         }
         if (request.VectorStore?.Backend == VectorStoreBackend.Qdrant)
         {
-            RpcErrors.FailedPrecondition("vector_store.backend", "no Qdrant URL is configured; use the EMBEDDED backend");
+            if (_qdrantConfigured is false)
+            {
+                RpcErrors.FailedPrecondition("vector_store.backend", "no Qdrant URL is configured (Retrieval:QdrantUrl); use the EMBEDDED backend");
+            }
+            if (request.Embedding is null)
+            {
+                RpcErrors.InvalidArgument("vector_store.backend", "QDRANT stores embeddings: set embedding");
+            }
         }
         if (request.Lexical?.Disabled == true && request.Embedding is null)
         {
@@ -72,15 +88,35 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
             Lexical = request.Lexical ?? new LexicalSettings(),
             DefaultMode = request.DefaultMode != RetrievalMode.Unspecified ? request.DefaultMode
                 : request.Embedding is null ? RetrievalMode.Lexical : RetrievalMode.Hybrid,
-            ActiveIndexKind = request.Embedding is null ? VectorIndexKind.Unspecified : VectorIndexKind.Exact,
+            ActiveIndexKind = request.Embedding is null ? VectorIndexKind.Unspecified
+                : request.VectorStore?.IndexKind == VectorIndexKind.Hnsw ? VectorIndexKind.Hnsw : VectorIndexKind.Exact,
         };
         definition.Metadata.Add(request.Metadata);
-        var (entry, _) = collections.Create(definition, request.RequestId);
+        if (collections.Find(request.Name) is { } taken && !collections.HasRequestId(taken, request.RequestId))
+        {
+            RpcErrors.AlreadyExists("name", $"a collection named '{request.Name}' exists");
+        }
+        if (definition.Embedding is not null)
+        {
+            // The dimension is the model's: one probe embedding finds it (and checks the model exists).
+            var probe = await embedder.EmbedAsync(definition.Embedding.Model, [definition.Embedding.DocumentPrefix + "dimension probe"], "embedding.model",
+                context.CancellationToken);
+            definition.Embedding.Dimensions = probe.Vectors[0].Length;
+        }
+        CollectionEntry? entry = null;
+        try
+        {
+            (entry, _) = collections.Create(definition, request.RequestId);
+        }
+        catch (QdrantException e)
+        {
+            RpcErrors.Throw(StatusCode.Unavailable, "vector_store", "unavailable", e.Message);
+        }
         if (entry is null)
         {
             RpcErrors.AlreadyExists("name", $"a collection named '{request.Name}' exists");
         }
-        return Task.FromResult(new CreateCollectionResponse { Collection = MapToCollection(entry) });
+        return new CreateCollectionResponse { Collection = MapToCollection(entry) };
     }
 
     public Task<GetCollectionResponse> GetCollection(GetCollectionRequest request, ServerCallContext context) =>
@@ -118,7 +154,21 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
             {
                 RpcErrors.FailedPrecondition("collection_id", $"an ingestion ({entry.Definition.LastIngestionJobId}) is writing '{entry.Definition.Name}'; cancel it or pass force");
             }
-            jobs.SignalCancel(entry.Definition.LastIngestionJobId);
+            if (redisJobs.Enabled)
+            {
+                try
+                {
+                    await redisJobs.CancelAsync(entry.Definition.LastIngestionJobId, context.CancellationToken);
+                }
+                catch (RpcException e) when (e.StatusCode is StatusCode.FailedPrecondition or StatusCode.NotFound)
+                {
+                    // The writer is finishing (or was not a job): waiting for the lock below is enough.
+                }
+            }
+            else
+            {
+                jobs.SignalCancel(entry.Definition.LastIngestionJobId);
+            }
             await entry.WriteLock.WaitAsync(context.CancellationToken);
         }
         var documents = entry.Store.Count().Documents;
@@ -130,6 +180,15 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
     {
         var entry = Require(request.CollectionId, "collection_id");
         var plan = ingestor.Plan(request);
+        if (redisJobs.Enabled)
+        {
+            // Validated here; run by RetrievalJobRunner through Redis. The job is returned QUEUED.
+            var queued = new RetrievalJob { Kind = RetrievalJobKind.Ingest, CollectionId = entry.Definition.Id, Source = plan.Description };
+            return new IngestDocumentsResponse
+            {
+                Job = await redisJobs.CreateAsync(new RetrievalJobPayload(queued, request, null), request.RequestId, context.CancellationToken),
+            };
+        }
         var (job, created) = jobs.Create(RetrievalJobKind.Ingest, entry.Definition.Id, plan.Description, request.RequestId);
         if (!created)
         {
@@ -141,13 +200,14 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         {
             entry.Definition.State = CollectionState.Ingesting;
             entry.Definition.LastIngestionJobId = job.Id;
-            job = await Task.Run(() => ingestor.Run(entry, job, plan, request.ForceReindex, cancel.Token), CancellationToken.None);
+            job = await Task.Run(() => ingestor.RunAsync(entry, job, plan, request.ForceReindex, cancel.Token), CancellationToken.None);
         }
         finally
         {
             jobs.Untrack(job.Id);
             if (!entry.Deleted)
             {
+                collections.UpgradeIfLarge(entry);
                 entry.Definition.State = CollectionState.Ready;
                 entry.Definition.UpdatedAt = Timestamp.FromDateTime(DateTime.UtcNow);
                 collections.Save(entry);
@@ -207,84 +267,148 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         }
     }
 
-    public async Task<SearchResponse> Search(SearchRequest request, ServerCallContext context)
+    public Task<SearchResponse> Search(SearchRequest request, ServerCallContext context) =>
+        RetrieveAsync(request.Query, "query", request.Retrieval, "retrieval", context.CancellationToken);
+
+    /// <summary>
+    /// Validates and runs one retrieval; <paramref name="queryField"/> and <paramref name="prefix"/> name the request's
+    /// fields in errors (<c>retrieval</c> for Search, <c>rag.retrieval</c> for Answer).
+    /// </summary>
+    internal async Task<SearchResponse> RetrieveAsync(string query, string queryField, RetrievalSettings? settings, string prefix, CancellationToken cancellationToken)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (request.Query.Trim().Length == 0)
+        if (query.Trim().Length == 0)
         {
-            RpcErrors.InvalidArgument("query", "is empty");
+            RpcErrors.InvalidArgument(queryField, "is empty");
         }
-        var settings = request.Retrieval ?? new RetrievalSettings();
-        if (settings.CollectionId.Length == 0)
-        {
-            RpcErrors.InvalidArgument("retrieval.collection_id", "is required");
-        }
-        var entry = Require(settings.CollectionId, "retrieval.collection_id");
-        var topK = settings.TopK == 0 ? 5 : settings.TopK;
-        if (topK is < 1 or > 100)
-        {
-            RpcErrors.InvalidArgument("retrieval.top_k", $"must be in [1, 100], got {settings.TopK}");
-        }
-        if (settings.RrfK < 0)
-        {
-            RpcErrors.InvalidArgument("retrieval.rrf_k", $"must be ≥ 0, got {settings.RrfK}");
-        }
-        if (settings.CandidatesPerRetriever is < 0 or > 1000)
-        {
-            RpcErrors.InvalidArgument("retrieval.candidates_per_retriever", $"must be in [0, 1000], got {settings.CandidatesPerRetriever}");
-        }
-        var filters = MapToConditions(settings.Filters);
-        var mode = settings.Mode != RetrievalMode.Unspecified ? settings.Mode : entry.Definition.DefaultMode;
-        if (mode is RetrievalMode.Dense or RetrievalMode.Hybrid && (entry.Vectors is null || embeddings is null))
-        {
-            RpcErrors.FailedPrecondition("retrieval.mode", $"{mode} needs embeddings, and collection '{entry.Definition.Name}' has none (it is lexical-only); use LEXICAL");
-        }
-        if (mode is RetrievalMode.Lexical or RetrievalMode.Hybrid && entry.Definition.Lexical?.Disabled == true)
-        {
-            RpcErrors.FailedPrecondition("retrieval.mode", $"collection '{entry.Definition.Name}' has no lexical index; use DENSE");
-        }
+        settings ??= new RetrievalSettings();
+        var entry = Require(settings.CollectionId, prefix + ".collection_id");
+        var resolved = ResolveRetrieval(entry, settings, prefix);
         float[]? vector = null;
-        if (mode is RetrievalMode.Dense or RetrievalMode.Hybrid)
+        if (resolved.Mode is SearchMode.Dense or SearchMode.Hybrid)
         {
-            var prefix = entry.Definition.Embedding?.QueryPrefix ?? "";
-            vector = (await embeddings!.EmbedAsync([prefix + request.Query], context.CancellationToken))[0];
+            var embedding = entry.Definition.Embedding;
+            vector = (await embedder.EmbedAsync(embedding.Model, [embedding.QueryPrefix + query], prefix + ".mode", cancellationToken)).Vectors[0];
         }
-        var result = Retriever.Search(entry.Store, entry.Vectors,
-            new SearchQuery(request.Query, vector, (SearchMode)(int)mode, topK, filters, settings.RrfK == 0 ? ReciprocalRankFusion.DefaultK : settings.RrfK, settings.CandidatesPerRetriever));
-        var response = new SearchResponse { Mode = mode, LexicalMs = result.LexicalMs, DenseMs = result.DenseMs };
-        var documents = new Dictionary<string, DocumentRecord?>(StringComparer.Ordinal);
-        for (var i = 0; i < result.Hits.Count; i++)
+        SearchResult result = null!;
+        try
         {
-            var hit = result.Hits[i];
-            if (!documents.TryGetValue(hit.Chunk.DocumentId, out var document))
-            {
-                document = documents[hit.Chunk.DocumentId] = entry.Store.FindDocument(hit.Chunk.DocumentId);
-            }
-            response.Hits.Add(MapToHit(hit, i + 1, document));
+            result = Retriever.Search(entry.Store, entry.Vectors, resolved with { Text = query, Vector = vector });
         }
+        catch (QdrantException e)
+        {
+            RpcErrors.Throw(StatusCode.Unavailable, prefix + ".mode", "unavailable", e.Message);
+        }
+        var response = new SearchResponse { Mode = (RetrievalMode)(int)resolved.Mode, LexicalMs = result.LexicalMs, DenseMs = result.DenseMs };
+        response.Hits.AddRange(MapToHits(entry, result.Hits));
         response.TotalMs = System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         return response;
     }
 
-    public Task<GetRetrievalJobResponse> GetRetrievalJob(GetRetrievalJobRequest request, ServerCallContext context) =>
-        Task.FromResult(new GetRetrievalJobResponse { Job = RequireJob(request.JobId) });
+    /// <summary>Checks k, fusion settings, filters and the mode against the collection; the query text and vector are left empty.</summary>
+    internal static SearchQuery ResolveRetrieval(CollectionEntry entry, RetrievalSettings settings, string prefix)
+    {
+        var topK = settings.TopK == 0 ? 5 : settings.TopK;
+        if (topK is < 1 or > 100)
+        {
+            RpcErrors.InvalidArgument(prefix + ".top_k", $"must be in [1, 100], got {settings.TopK}");
+        }
+        if (settings.RrfK < 0)
+        {
+            RpcErrors.InvalidArgument(prefix + ".rrf_k", $"must be ≥ 0, got {settings.RrfK}");
+        }
+        if (settings.CandidatesPerRetriever is < 0 or > 1000)
+        {
+            RpcErrors.InvalidArgument(prefix + ".candidates_per_retriever", $"must be in [0, 1000], got {settings.CandidatesPerRetriever}");
+        }
+        var filters = MapToConditions(settings.Filters, prefix + ".filters");
+        var mode = settings.Mode != RetrievalMode.Unspecified ? settings.Mode : entry.Definition.DefaultMode;
+        CheckMode(entry, mode, prefix + ".mode");
+        return new SearchQuery("", null, (SearchMode)(int)mode, topK, filters, settings.RrfK == 0 ? ReciprocalRankFusion.DefaultK : settings.RrfK,
+            settings.CandidatesPerRetriever);
+    }
 
-    public Task<ListRetrievalJobsResponse> ListRetrievalJobs(ListRetrievalJobsRequest request, ServerCallContext context)
+    internal static void CheckMode(CollectionEntry entry, RetrievalMode mode, string field)
+    {
+        if (mode is RetrievalMode.Dense or RetrievalMode.Hybrid && entry.Vectors is null)
+        {
+            RpcErrors.FailedPrecondition(field, $"{mode} needs embeddings, and collection '{entry.Definition.Name}' has none (it is lexical-only); use LEXICAL");
+        }
+        if (mode is RetrievalMode.Lexical or RetrievalMode.Hybrid && entry.Definition.Lexical?.Disabled == true)
+        {
+            RpcErrors.FailedPrecondition(field, $"collection '{entry.Definition.Name}' has no lexical index; use DENSE");
+        }
+    }
+
+    internal static List<SearchHit> MapToHits(CollectionEntry entry, IReadOnlyList<Retrieval.Search.SearchHit> hits)
+    {
+        var documents = new Dictionary<string, DocumentRecord?>(StringComparer.Ordinal);
+        var mapped = new List<SearchHit>(hits.Count);
+        for (var i = 0; i < hits.Count; i++)
+        {
+            var hit = hits[i];
+            if (!documents.TryGetValue(hit.Chunk.DocumentId, out var document))
+            {
+                document = documents[hit.Chunk.DocumentId] = entry.Store.FindDocument(hit.Chunk.DocumentId);
+            }
+            mapped.Add(MapToHit(hit, i + 1, document));
+        }
+        return mapped;
+    }
+
+    private static void ValidateHnsw(HnswSettings hnsw)
+    {
+        if (hnsw.M != 0 && hnsw.M is < 4 or > 128)
+        {
+            RpcErrors.InvalidArgument("vector_store.hnsw.m", $"must be in [4, 128], got {hnsw.M}");
+        }
+        if (hnsw.EfConstruction != 0 && hnsw.EfConstruction is < 8 or > 2048)
+        {
+            RpcErrors.InvalidArgument("vector_store.hnsw.ef_construction", $"must be in [8, 2048], got {hnsw.EfConstruction}");
+        }
+        if (hnsw.EfSearch != 0 && hnsw.EfSearch is < 1 or > 4096)
+        {
+            RpcErrors.InvalidArgument("vector_store.hnsw.ef_search", $"must be in [1, 4096], got {hnsw.EfSearch}");
+        }
+    }
+
+    public async Task<GetRetrievalJobResponse> GetRetrievalJob(GetRetrievalJobRequest request, ServerCallContext context) =>
+        new() { Job = await RequireJobAsync(request.JobId, context.CancellationToken) };
+
+    public async Task<ListRetrievalJobsResponse> ListRetrievalJobs(ListRetrievalJobsRequest request, ServerCallContext context)
     {
         var scope = $"jobs:{request.CollectionId}:{(int)request.Kind}:{string.Join(',', request.Statuses.Select(s => (int)s))}";
         var (offset, size) = ReadPage(request.Page, scope);
         var collectionId = request.CollectionId.Length > 0 ? collections.Find(request.CollectionId)?.Definition.Id ?? request.CollectionId : "";
-        var (page, total) = jobs.List(collectionId, request.Kind, [.. request.Statuses], offset, size);
+        List<RetrievalJob> page;
+        long total;
+        if (redisJobs.Enabled)
+        {
+            var matching = (await redisJobs.AllAsync(context.CancellationToken))
+                .Where(j => (collectionId.Length == 0 || j.CollectionId == collectionId) && (request.Kind == RetrievalJobKind.Unspecified || j.Kind == request.Kind)
+                    && (request.Statuses.Count == 0 || request.Statuses.Contains(j.State.Status)))
+                .ToList();
+            (page, total) = ([.. matching.Skip(offset).Take(size)], matching.Count);
+        }
+        else
+        {
+            (page, total) = jobs.List(collectionId, request.Kind, [.. request.Statuses], offset, size);
+        }
         var response = new ListRetrievalJobsResponse
         {
             Page = new PageResponse { TotalSize = total, NextPageToken = offset + size < total ? PageToken(scope, offset + size) : "" },
         };
         response.Jobs.AddRange(page);
-        return Task.FromResult(response);
+        return response;
     }
 
-    public Task<CancelRetrievalJobResponse> CancelRetrievalJob(CancelRetrievalJobRequest request, ServerCallContext context)
+    public async Task<CancelRetrievalJobResponse> CancelRetrievalJob(CancelRetrievalJobRequest request, ServerCallContext context)
     {
+        if (redisJobs.Enabled)
+        {
+            RequireJobId(request.JobId);
+            return new CancelRetrievalJobResponse { Job = await redisJobs.CancelAsync(request.JobId, context.CancellationToken) };
+        }
         var job = RequireJob(request.JobId);
         if (job.State.Status is JobStatus.Succeeded or JobStatus.Failed)
         {
@@ -294,7 +418,7 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         {
             job.State.Status = JobStatus.Cancelling;
         }
-        return Task.FromResult(new CancelRetrievalJobResponse { Job = job });
+        return new CancelRetrievalJobResponse { Job = job };
     }
 
     public async Task WatchRetrievalJob(WatchRetrievalJobRequest request, IServerStreamWriter<WatchRetrievalJobResponse> responseStream, ServerCallContext context)
@@ -303,6 +427,23 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         if (request.AfterEventId.Length > 0 && !TryParseEventId(request.AfterEventId, out after))
         {
             RpcErrors.InvalidArgument("after_event_id", $"must be an event id such as '12-0', got '{request.AfterEventId}'");
+        }
+        if (redisJobs.Enabled)
+        {
+            var current = await redisJobs.GetAsync(RequireJobId(request.JobId), context.CancellationToken);
+            var dropped = request.AfterEventId.Length > 0 && !request.LiveOnly
+                && await RetrievalJobs.Call(() => redisJobs.Store!.EventsDroppedAfterAsync(request.JobId, request.AfterEventId, context.CancellationToken));
+            await responseStream.WriteAsync(new WatchRetrievalJobResponse { Job = current, EventsDropped = dropped }, context.CancellationToken);
+            var from = request.LiveOnly ? (current.State.LastEventId.Length > 0 ? current.State.LastEventId : "$") : request.AfterEventId.Length > 0 ? request.AfterEventId : null;
+            if (current.State.Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled && request.LiveOnly)
+            {
+                return;
+            }
+            await foreach (var e in redisJobs.Store!.WatchAsync(request.JobId, from, context.CancellationToken))
+            {
+                await responseStream.WriteAsync(new WatchRetrievalJobResponse { Event = RetrievalJobs.MapToEvent(e) }, context.CancellationToken);
+            }
+            return;
         }
         var job = RequireJob(request.JobId);
         await responseStream.WriteAsync(new WatchRetrievalJobResponse { Job = job }, context.CancellationToken);
@@ -326,13 +467,25 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
         }
     }
 
-    private CollectionEntry Require(string idOrName, string field)
+    internal CollectionEntry Require(string idOrName, string field)
     {
         if (idOrName.Length == 0)
         {
             RpcErrors.InvalidArgument(field, "is required");
         }
         return collections.Find(idOrName) ?? throw NotFound(field, $"no collection '{idOrName}'; ListCollections shows the existing ones");
+    }
+
+    private async Task<RetrievalJob> RequireJobAsync(string jobId, CancellationToken cancellationToken) =>
+        redisJobs.Enabled ? await redisJobs.GetAsync(RequireJobId(jobId), cancellationToken) : RequireJob(jobId);
+
+    private static string RequireJobId(string jobId)
+    {
+        if (jobId.Length == 0)
+        {
+            RpcErrors.InvalidArgument("job_id", "is required");
+        }
+        return jobId;
     }
 
     private RetrievalJob RequireJob(string jobId)
@@ -358,7 +511,7 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
             && long.TryParse(id.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out _);
     }
 
-    private static List<MetadataCondition> MapToConditions(IList<MetadataFilter> filters)
+    internal static List<MetadataCondition> MapToConditions(IList<MetadataFilter> filters, string field)
     {
         var conditions = new List<MetadataCondition>();
         for (var i = 0; i < filters.Count; i++)
@@ -366,7 +519,7 @@ internal sealed class RetrievalGrpcService(CollectionRegistry collections, Retri
             var condition = new MetadataCondition(filters[i].Key, (FilterOperator)(int)filters[i].Operator, [.. filters[i].Values]);
             if (condition.Validate() is { } problem)
             {
-                RpcErrors.InvalidArgument($"retrieval.filters[{i}]", problem);
+                RpcErrors.InvalidArgument($"{field}[{i}]", problem);
             }
             conditions.Add(condition);
         }

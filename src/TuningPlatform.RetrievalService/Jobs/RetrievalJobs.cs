@@ -1,0 +1,234 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Google.Protobuf;
+using Google.Protobuf.WellKnownTypes;
+using TuningPlatform.Contracts.Common.V1;
+using TuningPlatform.Contracts.Retrieval.V1;
+using TuningPlatform.Coordination;
+using TuningPlatform.Coordination.Jobs;
+using TuningPlatform.Coordination.Redis;
+using TuningPlatform.Grpc;
+
+namespace TuningPlatform.RetrievalService.Jobs;
+
+/// <summary>What a Redis job's payload holds: the job as the client sees it before it runs, and the request that made it.</summary>
+internal sealed record RetrievalJobPayload(RetrievalJob Job, IngestDocumentsRequest? Ingest, BuildRaftDatasetRequest? Raft);
+
+/// <summary>
+/// Retrieval jobs (ingestion, RAFT builds) on the Redis job system (TuningPlatform.Coordination): one job kind,
+/// <c>retrieval</c>, ids <c>rjob-…</c>, run by <see cref="RetrievalJobRunner"/>. Present only when
+/// <c>ConnectionStrings:redis</c> is set; otherwise the service runs jobs inside the call and records them in
+/// <see cref="RetrievalJobLog"/>.
+/// </summary>
+internal sealed class RetrievalJobs : IAsyncDisposable
+{
+    public const string Kind = "retrieval";
+
+    internal static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true));
+    internal static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
+
+    private RetrievalJobs(RedisConnection? connection)
+    {
+        Connection = connection;
+        Store = connection is null ? null : new JobStore(connection);
+    }
+
+    public RedisConnection? Connection { get; }
+
+    public JobStore? Store { get; }
+
+    public bool Enabled => Store is not null;
+
+    public static async Task<RetrievalJobs> CreateAsync(IConfiguration configuration)
+    {
+        if (string.IsNullOrWhiteSpace(configuration[CoordinationOptions.ConnectionStringKey]))
+        {
+            return new RetrievalJobs(null);
+        }
+        return new RetrievalJobs(await RedisConnection.ConnectAsync(CoordinationOptions.FromSettings(key => configuration[key])));
+    }
+
+    public async Task<RetrievalJob> CreateAsync(RetrievalJobPayload payload, string requestId, CancellationToken cancellationToken)
+    {
+        var store = Store!;
+        var created = await Call(() => store.CreateAsync(new NewJob(Kind, "rjob-", Serialize(payload))
+        {
+            RequestId = requestId.Length > 0 ? requestId : null,
+            MaxAttempts = 3,
+        }, cancellationToken));
+        return MapToJob(created.Job);
+    }
+
+    public async Task<RetrievalJob> GetAsync(string jobId, CancellationToken cancellationToken) =>
+        MapToJob(await Call(() => Store!.GetAsync(jobId, cancellationToken)));
+
+    public async Task<RetrievalJob> CancelAsync(string jobId, CancellationToken cancellationToken) =>
+        MapToJob(await Call(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken)));
+
+    /// <summary>Every retrieval job, newest first (the job store lists by kind; filters apply here).</summary>
+    public async Task<List<RetrievalJob>> AllAsync(CancellationToken cancellationToken)
+    {
+        var jobs = new List<RetrievalJob>();
+        string? token = null;
+        do
+        {
+            var page = await Call(() => Store!.ListAsync(Kind, 1000, token, cancellationToken));
+            jobs.AddRange(page.Jobs.Select(MapToJob));
+            token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
+        }
+        while (token is not null);
+        return jobs;
+    }
+
+    internal static string Serialize(RetrievalJobPayload payload)
+    {
+        var node = new JsonObject { ["job"] = JsonNode.Parse(Formatter.Format(payload.Job)) };
+        if (payload.Ingest is not null)
+        {
+            node["ingest"] = JsonNode.Parse(Formatter.Format(payload.Ingest));
+        }
+        if (payload.Raft is not null)
+        {
+            node["raft"] = JsonNode.Parse(Formatter.Format(payload.Raft));
+        }
+        return node.ToJsonString();
+    }
+
+    internal static RetrievalJobPayload Deserialize(string payload)
+    {
+        using var doc = JsonDocument.Parse(payload);
+        var root = doc.RootElement;
+        return new RetrievalJobPayload(
+            Parser.Parse<RetrievalJob>(root.GetProperty("job").GetRawText()),
+            root.TryGetProperty("ingest", out var i) ? Parser.Parse<IngestDocumentsRequest>(i.GetRawText()) : null,
+            root.TryGetProperty("raft", out var r) ? Parser.Parse<BuildRaftDatasetRequest>(r.GetRawText()) : null);
+    }
+
+    internal static RetrievalJob MapToJob(JobInfo info)
+    {
+        var job = Deserialize(info.Payload).Job;
+        job.Id = info.Id;
+        job.State = MapToState(info);
+        if (info.Result.Length > 0)
+        {
+            switch (job.Kind)
+            {
+                case RetrievalJobKind.Ingest:
+                    job.Ingestion = Parser.Parse<IngestionResult>(info.Result);
+                    break;
+                case RetrievalJobKind.RaftBuild:
+                    job.RaftBuild = Parser.Parse<RaftBuildResult>(info.Result);
+                    break;
+            }
+        }
+        return job;
+    }
+
+    internal static JobState MapToState(JobInfo info)
+    {
+        var state = new JobState
+        {
+            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
+            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
+            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
+            WorkerId = info.WorkerId,
+            Attempt = info.Attempt,
+            LastEventId = info.LastEventId,
+            StatusMessage = info.StatusMessage,
+        };
+        if (info.StartedAt is { } started)
+        {
+            state.StartedAt = Timestamp.FromDateTimeOffset(started);
+        }
+        if (info.FinishedAt is { } finished)
+        {
+            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
+        }
+        if (info.Error is { } error)
+        {
+            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+        }
+        if (info.Progress is { } progress)
+        {
+            state.Progress = new Progress
+            {
+                Completed = progress.Completed,
+                Total = progress.Total,
+                Unit = progress.Unit,
+                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
+            };
+        }
+        return state;
+    }
+
+    /// <summary>Status changes, document events (metrics events carrying a DocumentIndexed), progress and log lines.</summary>
+    internal static RetrievalJobEvent MapToEvent(JobEvent e)
+    {
+        var result = new RetrievalJobEvent
+        {
+            EventId = e.Id,
+            CreatedAt = Timestamp.FromDateTimeOffset(e.CreatedAt),
+            Level = (EventLevel)(int)e.Level,
+            Message = e.Message,
+        };
+        switch (e.Kind)
+        {
+            case JobEventKind.StatusChange:
+                result.StatusChange = new StatusChange
+                {
+                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
+                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
+                    Reason = e.Message,
+                };
+                if (e.Error is { } error)
+                {
+                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
+                }
+                break;
+            case JobEventKind.Metrics when e.Data.Length > 0:
+                result.DocumentIndexed = Parser.Parse<DocumentIndexed>(e.Data);
+                break;
+            case JobEventKind.Progress:
+                result.Progress = new Progress { Unit = e.Data };
+                break;
+            default:
+                result.Log = new LogLine { Text = e.Message, Source = e.Data };
+                break;
+        }
+        return result;
+    }
+
+    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
+    internal static async Task<T> Call<T>(Func<Task<T>> call)
+    {
+        try
+        {
+            return await call();
+        }
+        catch (CoordinationException e)
+        {
+            var status = e.Kind switch
+            {
+                CoordinationErrorKind.NotFound => StatusCode.NotFound,
+                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
+                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
+                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
+                _ => StatusCode.Unavailable,
+            };
+            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Store is not null)
+        {
+            await Store.DisposeAsync();
+        }
+        if (Connection is not null)
+        {
+            await Connection.DisposeAsync();
+        }
+    }
+}
