@@ -11,19 +11,29 @@ var curation = builder.AddProject("curation", "src/TuningPlatform.CurationServic
 
 var inference = builder.AddProject("inference", "src/TuningPlatform.InferenceService", preferredPort: 5104);
 
+// The training API runs one worker in its process; training-worker adds a second, worker-only process, so two
+// jobs train at once and a job whose worker dies is taken over by the other.
 builder.AddProject("training", "src/TuningPlatform.TrainingService", preferredPort: 5102)
     .WithReference(redis).WaitFor(redis)
     .WithReference(curation);
 
-builder.AddProject("evaluation", "src/TuningPlatform.EvaluationService", preferredPort: 5103)
+builder.AddProject("training-worker", "src/TuningPlatform.TrainingService", preferredPort: 5106)
+    .WithArgs("--role", "worker")
     .WithReference(redis).WaitFor(redis)
-    .WithReference(inference).WaitFor(inference);
+    .WithReference(curation);
 
 // Retrieval embeds through inference and writes RAFT datasets into curation.
 var retrieval = builder.AddProject("retrieval", "src/TuningPlatform.RetrievalService", preferredPort: 5105)
     .WithReference(redis).WaitFor(redis)
     .WithReference(inference).WaitFor(inference)
     .WithReference(curation);
+
+// Evaluation reads splits from curation, generates through inference, and evaluates RAG through retrieval.
+builder.AddProject("evaluation", "src/TuningPlatform.EvaluationService", preferredPort: 5103)
+    .WithReference(redis).WaitFor(redis)
+    .WithReference(inference).WaitFor(inference)
+    .WithReference(curation)
+    .WithReference(retrieval);
 
 // Vectors in Qdrant when a qdrant executable is on PATH (or QDRANT_URL names a running one); otherwise in
 // retrieval's embedded store.

@@ -13,11 +13,22 @@ namespace TuningPlatform.AppHost.Dashboard;
 /// <summary>
 /// The dashboard: a web UI on its own loopback port, reached through a login link with a token (as
 /// Aspire's is), showing each resource's state, endpoint and restarts, its live console log with search,
-/// and a restart action. Plain ASP.NET Core and one static page; the JSON API is what the page polls.
+/// a restart action, pages over every service's RPCs (through <see cref="ApiProxy"/>), and the traces and
+/// metrics the services export over OTLP. Plain ASP.NET Core and static files; the JSON API is what the page calls.
 /// </summary>
 internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Resource, Task> restart) : IAsyncDisposable
 {
     private const string CookieName = "tp_dashboard";
+
+    /// <summary>The embedded static files of the page (Dashboard/wwwroot), by URL path.</summary>
+    private static readonly Dictionary<string, string> StaticTypes = new(StringComparer.Ordinal)
+    {
+        ["/app.js"] = "text/javascript; charset=utf-8",
+        ["/app.css"] = "text/css; charset=utf-8",
+    };
+
+    private readonly ApiProxy _proxy = new(resources);
+    private readonly Telemetry.TelemetryEndpoints _telemetry = new();
 
     private readonly string _token = Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
     private WebApplication? _app;
@@ -33,7 +44,8 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
         var app = builder.Build();
         app.Use(async (context, next) =>
         {
-            if (context.Request.Path == "/login" || IsAuthorized(context.Request))
+            // OTLP exports carry their own key (checked by the receiver), not the login cookie.
+            if (context.Request.Path == "/login" || Telemetry.TelemetryEndpoints.IsExport(context.Request) || IsAuthorized(context.Request))
             {
                 await next(context);
                 return;
@@ -57,7 +69,17 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
             });
             return Results.Redirect("/");
         });
-        app.MapGet("/", () => Results.Content(IndexHtml.Value, "text/html; charset=utf-8"));
+        app.MapGet("/", () => Results.Content(StaticFile("/index.html"), "text/html; charset=utf-8"));
+        foreach (var (path, type) in StaticTypes)
+        {
+            app.MapGet(path, (HttpContext context) =>
+            {
+                context.Response.Headers.CacheControl = "no-cache";
+                return Results.Content(StaticFile(path), type);
+            });
+        }
+        _proxy.Map(app);
+        _telemetry.Map(app);
         app.MapGet("/api/resources", () => Results.Json(resources.Select(r => new ResourceView(
             r.Name, r.Kind, r.State.ToString(), r.Endpoint, r.Restarts, r.ProcessId,
             r.WaitsFor.Select(w => w.Name).ToArray(), r.References.Select(w => w.Name).ToArray())), DashboardJson.Default.IEnumerableResourceView));
@@ -90,6 +112,8 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
         _app = app;
         var bound = new Uri(app.Urls.First());
         LoginUrl = new Uri($"http://127.0.0.1:{bound.Port}/login?t={_token}");
+        // Every service exports its traces and metrics here (OTEL_EXPORTER_OTLP_* settings).
+        _telemetry.Configure(resources, LoginUrl);
     }
 
     private bool IsAuthorized(HttpRequest request)
@@ -106,10 +130,12 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
     private bool TokenMatches(string candidate) =>
         CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(candidate), Encoding.UTF8.GetBytes(_token));
 
-    private static readonly Lazy<string> IndexHtml = new(() =>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> StaticCache = new(StringComparer.Ordinal);
+
+    private static string StaticFile(string path) => StaticCache.GetOrAdd(path, p =>
     {
-        using var stream = typeof(DashboardServer).Assembly.GetManifestResourceStream("TuningPlatform.AppHost.Dashboard.index.html")
-            ?? throw new InvalidOperationException("The dashboard page is not embedded in the AppHost assembly.");
+        using var stream = typeof(DashboardServer).Assembly.GetManifestResourceStream("dashboard" + p)
+            ?? throw new InvalidOperationException($"The dashboard file {p} is not embedded in the AppHost assembly.");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
     });
@@ -121,6 +147,8 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
             await _app.StopAsync();
             await _app.DisposeAsync();
         }
+        _proxy.Dispose();
+        _telemetry.Dispose();
     }
 }
 

@@ -61,6 +61,17 @@ internal sealed class ResourceBuilder(Resource resource)
         return this;
     }
 
+    /// <summary>Arguments for a project's process, as Aspire's <c>WithArgs</c>.</summary>
+    public ResourceBuilder WithArgs(params string[] arguments)
+    {
+        if (Resource is not ProjectResource project)
+        {
+            throw new InvalidOperationException($"{Resource.Name} is not a project; only projects take arguments.");
+        }
+        project.Arguments.AddRange(arguments);
+        return this;
+    }
+
     public ResourceBuilder WithEnvironment(string name, string value)
     {
         Resource.Environment[name] = value;

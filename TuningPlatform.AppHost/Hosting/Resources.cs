@@ -174,6 +174,9 @@ internal sealed class ProjectResource(string name, string projectDirectory, int 
 {
     public string ProjectDirectory { get; } = projectDirectory;
 
+    /// <summary>Command-line arguments after the assembly path (e.g. <c>--role worker</c>).</summary>
+    public List<string> Arguments { get; } = [];
+
     public override string Endpoint => $"http://127.0.0.1:{Port}";
 
     public override string Kind => "project";
@@ -200,6 +203,10 @@ internal sealed class ProjectResource(string name, string projectDirectory, int 
         var start = new ProcessStartInfo(context.DotnetHost) { WorkingDirectory = Path.Combine(context.RepositoryRoot, ProjectDirectory) };
         start.ArgumentList.Add("exec");
         start.ArgumentList.Add(AssemblyPath(context));
+        foreach (var argument in Arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
         start.Environment["Grpc__Url"] = Endpoint;
         start.Environment["DOTNET_ENVIRONMENT"] = context.EnvironmentName;
         start.Environment["ASPNETCORE_ENVIRONMENT"] = context.EnvironmentName;

@@ -61,6 +61,7 @@ public static class ServiceDefaultsExtensions
         }
         builder.Services.AddHostedService<ParentProcessWatcher>();
         builder.Services.AddGrpc(options => builder.Configuration.GetSection("Grpc").Bind(options));
+        builder.AddServiceTelemetry();
         return builder;
     }
 

@@ -4,12 +4,16 @@ using TuningPlatform.ServiceDefaults;
 using TuningPlatform.TrainingService;
 using TuningPlatform.TrainingService.Services;
 
-// `--role worker`: a training worker only (no gRPC API), so the AppHost can start extra workers.
+// `--role worker`: training workers only, so the AppHost can start extra workers. It still serves gRPC health
+// (and reflection) on its own port, so that it is gated, watched and restarted like every other resource.
 if (new ConfigurationBuilder().AddCommandLine(args).AddEnvironmentVariables().Build()["role"] == "worker")
 {
-    var worker = Host.CreateApplicationBuilder(args);
+    var worker = WebApplication.CreateBuilder(args);
+    worker.AddServiceDefaults(defaultPort: 5106);
     worker.Services.AddTrainingWorkers(worker.Configuration);
-    worker.Build().Run();
+    var workerApp = worker.Build();
+    workerApp.MapDefaultEndpoints();
+    workerApp.Run();
     return;
 }
 

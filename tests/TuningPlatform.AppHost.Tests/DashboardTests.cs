@@ -2,46 +2,28 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 
 namespace TuningPlatform.AppHost.Tests;
 
-/// <summary>The dashboard in a real headless Chromium, against a real AppHost.</summary>
+/// <summary>The dashboard in a real headless Chromium (<c>--dump-dom</c>), against a real AppHost.</summary>
 [Trait("Category", "EndToEnd")]
-public sealed partial class DashboardTests : IAsyncLifetime
+[Collection(DashboardCollection.Name)]
+public sealed class DashboardTests(DashboardFixture fixture)
 {
-    private const string Chromium = "/usr/bin/chromium";
-
-    private readonly string _dataDirectory = Directory.CreateTempSubdirectory("tp-dashboard-").FullName;
-    private AppHostProcess? _host;
-    private Uri _login = null!;
+    private Uri Login => fixture.Login;
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    public async ValueTask InitializeAsync()
-    {
-        if (!File.Exists("/usr/bin/redis-server"))
-        {
-            return;
-        }
-        _host = AppHostProcess.Start(_dataDirectory, null, "--any-port");
-        if (!await _host.WaitForLineAsync("TuningPlatform is up", TimeSpan.FromMinutes(3), CancellationToken.None))
-        {
-            throw new InvalidOperationException("AppHost did not come up:\n" + _host.Output);
-        }
-        _login = new Uri(LoginRegex().Match(_host.Output).Value);
-    }
 
     [Fact]
     public async Task LoginLink_InChromium_ShowsEveryResourceHealthyAndItsLogs()
     {
         Require();
-        var dom = await DumpDomAsync(new Uri(_login + "#logs=redis"));
-        foreach (var resource in new[] { "redis", "curation", "inference", "training", "evaluation", "retrieval" })
+        var dom = await DumpDomAsync(new Uri(Login + "#logs=redis"));
+        foreach (var resource in new[] { "redis", "curation", "inference", "training", "training-worker", "evaluation", "retrieval" })
         {
             Assert.Matches($"<tr data-resource=\"{resource}\"><td>{resource}</td><td>\\w+</td><td class=\"state Healthy\">Healthy</td>", dom);
         }
-        Assert.Contains("6 of 6 resources healthy", dom);
+        Assert.Contains("7 of 7 resources healthy", dom);
         Assert.Contains("Console logs: redis", dom);
         Assert.Contains("Ready to accept connections", dom);
     }
@@ -50,12 +32,12 @@ public sealed partial class DashboardTests : IAsyncLifetime
     public async Task NoToken_InChromium_LoginPageAndNoData()
     {
         Require();
-        var dom = await DumpDomAsync(new Uri(_login.GetLeftPart(UriPartial.Authority) + "/"));
+        var dom = await DumpDomAsync(new Uri(Login.GetLeftPart(UriPartial.Authority) + "/"));
         Assert.Contains("Open the dashboard link the AppHost printed", dom);
         Assert.DoesNotContain("data-resource", dom);
         using var http = new HttpClient();
-        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(_login, "/api/resources"), Ct)).StatusCode);
-        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(_login.GetLeftPart(UriPartial.Authority) + "/login?t=wrong"), Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(Login, "/api/resources"), Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await http.GetAsync(new Uri(Login.GetLeftPart(UriPartial.Authority) + "/login?t=wrong"), Ct)).StatusCode);
     }
 
     [Fact]
@@ -63,10 +45,10 @@ public sealed partial class DashboardTests : IAsyncLifetime
     {
         Require();
         using var http = new HttpClient();
-        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", TokenRegex().Match(_login.Query).Groups[1].Value);
-        var restartUri = new Uri(_login, "/api/resources/curation/restart");
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", fixture.Token);
+        var restartUri = new Uri(Login, "/api/resources/curation/restart");
         Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsync(restartUri, null, Ct)).StatusCode);
-        Assert.Equal(HttpStatusCode.NotFound, (await SendRestartAsync(http, new Uri(_login, "/api/resources/nope/restart"))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await SendRestartAsync(http, new Uri(Login, "/api/resources/nope/restart"))).StatusCode);
         var before = await ResourceAsync(http, "curation");
         Assert.Equal(HttpStatusCode.Accepted, (await SendRestartAsync(http, restartUri)).StatusCode);
         var stopwatch = Stopwatch.StartNew();
@@ -91,7 +73,7 @@ public sealed partial class DashboardTests : IAsyncLifetime
 
     private async Task<JsonElement> ResourceAsync(HttpClient http, string name)
     {
-        var resources = await http.GetFromJsonAsync<JsonElement>(new Uri(_login, "/api/resources"), Ct);
+        var resources = await http.GetFromJsonAsync<JsonElement>(new Uri(Login, "/api/resources"), Ct);
         return resources.EnumerateArray().Single(r => r.GetProperty("name").GetString() == name);
     }
 
@@ -100,7 +82,7 @@ public sealed partial class DashboardTests : IAsyncLifetime
         var profile = Directory.CreateTempSubdirectory("tp-chromium-").FullName;
         try
         {
-            var start = new ProcessStartInfo(Chromium) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            var start = new ProcessStartInfo(DashboardFixture.Chromium) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             foreach (var argument in new[]
             {
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -123,40 +105,5 @@ public sealed partial class DashboardTests : IAsyncLifetime
         }
     }
 
-    private void Require()
-    {
-        var missing = new[] { "/usr/bin/redis-server", Chromium }.Where(p => !File.Exists(p)).ToList();
-        if (missing.Count > 0)
-        {
-            var message = $"Dashboard tests need {string.Join(" and ", missing)}: apt-get install -y redis-server chromium (.ci/run does).";
-            if (Environment.GetEnvironmentVariable("CI") == "true")
-            {
-                Assert.Fail(message);
-            }
-            Assert.Skip(message);
-        }
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_host is not null)
-        {
-            _host.Terminate();
-            await _host.WaitForExitAsync(TimeSpan.FromSeconds(60));
-            _host.Dispose();
-        }
-        try
-        {
-            Directory.Delete(_dataDirectory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-
-    [GeneratedRegex(@"http://127\.0\.0\.1:\d+/login\?t=[0-9a-f]+")]
-    private static partial Regex LoginRegex();
-
-    [GeneratedRegex(@"t=([0-9a-f]+)")]
-    private static partial Regex TokenRegex();
+    private void Require() => fixture.Require();
 }

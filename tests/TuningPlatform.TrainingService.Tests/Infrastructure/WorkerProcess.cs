@@ -29,6 +29,8 @@ public sealed class WorkerProcess : IAsyncDisposable
         start.ArgumentList.Add(FindExecutable());
         start.ArgumentList.Add("--role");
         start.ArgumentList.Add("worker");
+        // Its health endpoint on a free port, so that several workers can run side by side.
+        start.ArgumentList.Add("--Grpc:Url=http://127.0.0.1:0");
         foreach (var (key, value) in settings)
         {
             start.ArgumentList.Add($"--{key}={value}");
