@@ -446,10 +446,10 @@ internal sealed class DistributedApplication
         lock (_consoleLock)
         {
             Console.WriteLine();
-            Console.WriteLine($"  {"resource",-12}{"state",-10}{"endpoint",-26}{"restarts",8}");
+            Console.WriteLine($"  {"resource",-17}{"state",-10}{"endpoint",-26}{"restarts",8}");
             foreach (var resource in _resources)
             {
-                Console.WriteLine($"  {resource.Name,-12}{resource.State,-10}{resource.Endpoint,-26}{resource.Restarts,8}");
+                Console.WriteLine($"  {resource.Name,-17}{resource.State,-10}{resource.Endpoint,-26}{resource.Restarts,8}");
             }
             Console.WriteLine();
         }
@@ -465,7 +465,17 @@ internal sealed class DistributedApplication
             using var call = reflection.Duplex<ServerReflectionRequest, ServerReflectionResponse>("ServerReflectionInfo", CallOptions.WithTimeout(TimeSpan.FromSeconds(5)));
             await call.RequestStream.WriteAsync(new ServerReflectionRequest { ListServices = "" });
             await call.ResponseStream.MoveNext(CancellationToken.None);
-            var service = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).First(n => n.StartsWith("tuning.", StringComparison.Ordinal));
+            var service = call.ResponseStream.Current.ListServicesResponse.Service.Select(s => s.Name).FirstOrDefault(n => n.StartsWith("tuning.", StringComparison.Ordinal));
+            if (service is null)
+            {
+                // A worker-only process (training-worker): health and reflection, no API of its own.
+                await call.RequestStream.CompleteAsync();
+                lock (_consoleLock)
+                {
+                    Console.WriteLine($"  {resource.Name,-17}SERVING   worker: health and reflection only");
+                }
+                continue;
+            }
             await call.RequestStream.WriteAsync(new ServerReflectionRequest { FileContainingSymbol = service });
             await call.ResponseStream.MoveNext(CancellationToken.None);
             await call.RequestStream.CompleteAsync();
@@ -473,7 +483,7 @@ internal sealed class DistributedApplication
             var rpcs = file.Service.Single(s => service.EndsWith("." + s.Name, StringComparison.Ordinal)).Method.Count;
             lock (_consoleLock)
             {
-                Console.WriteLine($"  {resource.Name,-12}SERVING   {service} ({rpcs} RPCs, listed by reflection)");
+                Console.WriteLine($"  {resource.Name,-17}SERVING   {service} ({rpcs} RPCs, listed by reflection)");
             }
         }
         if (_resources.OfType<ProjectResource>().FirstOrDefault(r => r.Name == "inference") is { } inference)

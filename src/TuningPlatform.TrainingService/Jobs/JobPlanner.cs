@@ -382,17 +382,6 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
             trainable = Recipe.LoraParameters(config, rank, lora.TargetModules.Select(Recipe.ModuleName));
         }
 
-        if (baseDtype == WeightDtype.Nf4)
-        {
-            // The engine's NF4 matrix product fails (access violation, taking the worker process down) when a
-            // projection has a side under 256; refuse such runs here rather than crash a worker.
-            var sides = new[] { config.HiddenSize, config.IntermediateSize, config.NumHeads * config.HeadDim, config.NumKeyValueHeads * config.HeadDim };
-            if (sides.Min() < 256)
-            {
-                RpcErrors.FailedPrecondition("method",
-                    $"QLoRA needs every projection side ≥ 256 (the engine's NF4 kernel); {job.BaseModelId} has {sides.Min()}: use LORA for this model");
-            }
-        }
         var checkpointing = Bool(h.ActivationCheckpointing);
         int batch;
         if (Int(h.BatchSize) is { } requestedBatch)

@@ -80,9 +80,16 @@ public sealed class TrainingGemmTests
         }
     }
 
+    // Four threads whatever the machine: with 600 rows the product is split across chunks by rows (narrow NF4
+    // operands have fewer 32-column panels than chunks), the path where a chunk's row loop once wrapped around
+    // int.MaxValue and read outside A (stories260K's 64-wide projections crashed QLoRA).
+    private static readonly WorkerPool FourThreads = new(4);
+
     [Theory]
     [InlineData(7, 64, 128)]
     [InlineData(45, 100, 192)]
+    [InlineData(600, 64, 128)]
+    [InlineData(600, 192, 512)]
     public unsafe void PackedGemm_Nf4Operand_MatchesDequantisedDense(int m, int outFeatures, int inFeatures)
     {
         var w = Nf4Tensor.Quantize(NumericAssert.Random(outFeatures * inFeatures, 21), outFeatures, inFeatures);
@@ -96,8 +103,8 @@ public sealed class TrainingGemmTests
         var dxExpected = (float[])dx.Clone();
         fixed (float* px = x, py = y, pdy = dy, pdx = dx)
         {
-            PackedGemm.Run(px, inFeatures, 1, w, inFeatures, GemmLayout.NK, py, outFeatures, m, outFeatures, inFeatures, 1f, false, WorkerPool.Shared);
-            PackedGemm.Run(pdy, outFeatures, 1, w, inFeatures, GemmLayout.KN, pdx, inFeatures, m, inFeatures, outFeatures, 1f, true, WorkerPool.Shared);
+            PackedGemm.Run(px, inFeatures, 1, w, inFeatures, GemmLayout.NK, py, outFeatures, m, outFeatures, inFeatures, 1f, false, FourThreads);
+            PackedGemm.Run(pdy, outFeatures, 1, w, inFeatures, GemmLayout.KN, pdx, inFeatures, m, inFeatures, outFeatures, 1f, true, FourThreads);
         }
 
         var yExpected = new float[m * outFeatures];

@@ -90,7 +90,6 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
         { "duplicate target", StatusCode.InvalidArgument, "hyperparameters.lora.target_modules" },
         { "qlora fp32 base", StatusCode.InvalidArgument, "hyperparameters.lora.base_dtype" },
         { "lora nf4 base", StatusCode.InvalidArgument, "hyperparameters.lora.base_dtype" },
-        { "qlora on a narrow model", StatusCode.FailedPrecondition, "method" },
         { "completion loss in pretraining", StatusCode.InvalidArgument, "hyperparameters.completion_only_loss" },
         { "pretraining on chat", StatusCode.FailedPrecondition, "objective" },
         { "split fraction 0.9", StatusCode.InvalidArgument, "validation.split_fraction" },
@@ -146,7 +145,6 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
                 case "duplicate target": h.Lora = new LoraHyperparameters { TargetModules = { LoraTargetModule.QProj, LoraTargetModule.QProj } }; break;
                 case "qlora fp32 base": r.Method = TrainingMethod.Qlora; h.Lora = new LoraHyperparameters { BaseDtype = WeightDtype.Fp32 }; break;
                 case "lora nf4 base": h.Lora = new LoraHyperparameters { BaseDtype = WeightDtype.Nf4 }; break;
-                case "qlora on a narrow model": r.Method = TrainingMethod.Qlora; break;
                 case "completion loss in pretraining":
                     r.Objective = TrainingObjective.ContinuedPretraining;
                     h.CompletionOnlyLoss = new AutoBool { Value = true };

@@ -241,9 +241,10 @@ public static unsafe class PackedGemm
                 // An NF4 B read with A in place sweeps all of the chunk's rows per panel, so each panel is
                 // dequantised once.
                 var mcTiles = packA || Nf4 is null ? McTiles : int.MaxValue;
-                for (var tb = t0; tb < t1; tb += mcTiles)
+                // Advanced to te, not by mcTiles: tb + int.MaxValue would wrap negative for a chunk not starting at 0.
+                for (int tb = t0, te; tb < t1; tb = te)
                 {
-                    var te = (int)Math.Min(t1, (long)tb + mcTiles);
+                    te = (int)Math.Min(t1, (long)tb + mcTiles);
                     for (var k0 = 0; k0 < K; k0 += kcMax)
                     {
                         var kc = Math.Min(kcMax, K - k0);

@@ -102,7 +102,8 @@ public sealed class Trainer
     public static IReadOnlyList<TrainingBatch> PackEpoch(IReadOnlyList<TrainingExample> examples, int batch, int seq, int seed, int epoch, bool trainOnPrompt = false)
     {
         var order = Enumerable.Range(0, examples.Count).ToArray();
-        new Random(HashCode.Combine(seed, epoch)).Shuffle(order);
+        // HashCode.Combine is randomised per process; this mix is not, so a job resumed in another process sees the same order.
+        new Random(unchecked((int)(((ulong)(uint)seed * 0x9E3779B97F4A7C15UL) ^ ((ulong)(uint)epoch * 0xBF58476D1CE4E5B9UL) >> 16))).Shuffle(order);
         return TrainingBatch.Pack(order.Select(i => examples[i]), batch, seq, trainOnPrompt);
     }
 }
