@@ -24,8 +24,11 @@ public sealed record TrainingOptions
     /// <summary>The curation service's gRPC address; empty = not configured.</summary>
     public string CurationAddress { get; init; } = "";
 
-    /// <summary>Built-in chat template used for models without one of their own.</summary>
-    public string FallbackChatTemplate { get; init; } = "alpaca";
+    /// <summary>
+    /// For models without a chat template of their own: <c>plain</c> (the evaluation service's plain prompt, each
+    /// message's content and a newline) or the name of a built-in template (<c>alpaca</c>, <c>chatml</c>, …).
+    /// </summary>
+    public string FallbackChatTemplate { get; init; } = "plain";
 
     /// <summary>Jobs that may wait in QUEUED (and VALIDATING) at once; CreateJob answers RESOURCE_EXHAUSTED beyond.</summary>
     public int MaxQueuedJobs { get; init; } = 100;

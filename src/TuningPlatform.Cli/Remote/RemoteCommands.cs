@@ -110,15 +110,16 @@ internal static class RemoteCommands
             descriptor.InputType.Fields.InFieldNumberOrder()[0].Accessor.SetValue(request, parse.GetValue(id)!);
             descriptor.InputType.FindFieldByName("after_event_id").Accessor.SetValue(request, parse.GetValue(after)!);
             var printJson = parse.GetValue(json);
-            var status = "";
+            JobStatus? status = null;
             using var channel = GrpcChannel.ForAddress(service.ResolveEndpoint(parse.GetValue(endpoint), environment));
             await JsonCalls.CallAsync(channel.CreateCallInvoker(), descriptor, [request], response =>
             {
+                var line = DescribeWatchMessage(response, ref status);
                 if (printJson)
                 {
                     output.WriteLine(Compact.Format(response));
                 }
-                else if (DescribeWatchMessage(response, ref status) is { } line)
+                else if (line is not null)
                 {
                     output.WriteLine(line);
                 }
@@ -126,7 +127,7 @@ internal static class RemoteCommands
                 return Task.CompletedTask;
             }, PlatformServices.Options(null, environment, cancellationToken));
             // Failed, cancelled: the command's exit status says so, as `kubectl wait` and `gh run watch` do.
-            return status is "" or "JOB_STATUS_SUCCEEDED" ? 0 : 3;
+            return status is null or JobStatus.Succeeded ? 0 : 3;
         }, () => WatchMethods.GetValueOrDefault(parse.GetValue(kind) ?? "")));
         return command;
     }
@@ -311,7 +312,7 @@ internal static class RemoteCommands
     }
 
     /// <summary>One line for a Watch… response: the state on the first message, then each event's own line.</summary>
-    private static string? DescribeWatchMessage(IMessage response, ref string status)
+    private static string? DescribeWatchMessage(IMessage response, ref JobStatus? status)
     {
         foreach (var field in response.Descriptor.Fields.InFieldNumberOrder())
         {
@@ -321,7 +322,7 @@ internal static class RemoteCommands
             }
             if (inner.Descriptor.FindFieldByName("state")?.Accessor.GetValue(inner) is JobState state)
             {
-                status = state.Status.ToString();
+                status = state.Status;
                 return $"status {FormatStatus(state.Status)}{(state.StatusMessage.Length > 0 ? ": " + state.StatusMessage : "")}";
             }
             if (inner.Descriptor.FindFieldByName("message")?.Accessor.GetValue(inner) is string line)
@@ -330,7 +331,7 @@ internal static class RemoteCommands
                 {
                     if (payload.FieldType == FieldType.Message && payload.Accessor.GetValue(inner) is StatusChange change)
                     {
-                        status = change.Status.ToString();
+                        status = change.Status;
                     }
                 }
                 var at = inner.Descriptor.FindFieldByName("created_at")?.Accessor.GetValue(inner) is Google.Protobuf.WellKnownTypes.Timestamp t

@@ -1,4 +1,5 @@
 using TuningPlatform.Engine.Chat;
+using TuningPlatform.Evaluation.Prompts;
 using TuningPlatform.Engine.Tokenizers;
 using TuningPlatform.Engine.Training;
 
@@ -27,9 +28,15 @@ public sealed record EncodedExamples(List<TrainingExample> Examples, int Without
 /// rendered whole (the completion) and without its last assistant turn plus the generation prompt (the
 /// prompt); the loss falls on the tokens after their common prefix, i.e. on the last assistant turn.
 /// Earlier assistant turns are context. A text example is BOS + text + EOS with loss on every token.
+/// Without a template (a model that has none, with <c>Training:FallbackChatTemplate</c> = <c>plain</c>), a
+/// conversation is the evaluation service's <see cref="PlainPrompt"/>: each message's content and a newline,
+/// the answer's newline included, so that a fine-tuned model is evaluated on the prompt shape it learned.
 /// </summary>
 public sealed class ExampleEncoder(Tokenizer tokenizer, ChatTemplate? template)
 {
+    /// <summary>The fallback name that selects <see cref="PlainPrompt"/> for models without a chat template.</summary>
+    public const string PlainFallback = "plain";
+
     /// <summary>Encodes every record.</summary>
     public EncodedExamples Encode(IEnumerable<DatasetRecord> records)
     {
@@ -58,12 +65,9 @@ public sealed class ExampleEncoder(Tokenizer tokenizer, ChatTemplate? template)
     /// <summary>One conversation whose last turn is the assistant's.</summary>
     public TrainingExample EncodeConversation(IReadOnlyList<ChatMessage> messages)
     {
-        if (template is null)
-        {
-            throw new InvalidOperationException("conversations need a chat template");
-        }
-        var full = EncodeText(template.Render(messages));
-        var prompt = EncodeText(template.Render(messages.Take(messages.Count - 1).ToList(), addGenerationPrompt: true));
+        var context = messages.Take(messages.Count - 1).ToList();
+        var full = EncodeText(template?.Render(messages) ?? PlainPrompt.Render(messages.Select(m => m.Content)));
+        var prompt = EncodeText(template?.Render(context, addGenerationPrompt: true) ?? PlainPrompt.Render(context.Select(m => m.Content)));
         var common = 0;
         while (common < prompt.Length && common < full.Length && prompt[common] == full[common])
         {

@@ -45,10 +45,15 @@ public static class JobData
     }
 
     /// <summary>The model's chat template, else the built-in fallback.</summary>
-    public static ChatTemplate LoadTemplate(string modelDirectory, string fallback, string param)
+    public static ChatTemplate? LoadTemplate(string modelDirectory, string fallback, string param)
     {
         try
         {
+            // "plain": a model without a template of its own is trained on the plain prompt the evaluation service uses.
+            if (fallback == ExampleEncoder.PlainFallback && ChatTemplate.FromModelDirectory(modelDirectory) is null)
+            {
+                return null;
+            }
             return ChatTemplate.Load(modelDirectory, fallback);
         }
         catch (Exception e) when (e is ChatTemplateException or InvalidOperationException or ArgumentException)
