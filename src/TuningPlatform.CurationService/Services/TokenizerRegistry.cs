@@ -1,6 +1,7 @@
 using TuningPlatform.Grpc;
 using System.Collections.Concurrent;
 using System.Text.Json;
+using TuningPlatform.Engine.Chat;
 using System.Text.RegularExpressions;
 using TuningPlatform.Curation.Statistics;
 using TuningPlatform.Engine.Tokenizers;
@@ -61,10 +62,24 @@ public sealed partial class TokenizerRegistry(CurationOptions options)
                     context = n;
                 }
             }
-            return new TokenizerModel(id, new TrainingRenderer(Tokenizer.Load(file)), context);
+            // The model's own chat template, when its folder has one, so that counts match what training renders.
+            return new TokenizerModel(id, new TrainingRenderer(Tokenizer.Load(file), LoadTemplate(dir, param)), context);
         }
         RpcErrors.NotFound(param, $"no tokenizer model '{id}' under Curation:TokenizerRoots ({string.Join(", ", options.TokenizerRoots)})");
         return null;
+    }
+
+    private static ChatTemplate? LoadTemplate(string directory, string param)
+    {
+        try
+        {
+            return ChatTemplate.FromModelDirectory(directory);
+        }
+        catch (ChatTemplateException e)
+        {
+            RpcErrors.FailedPrecondition(param, $"the chat template of {Path.GetFileName(directory)} cannot be parsed: {e.Message}");
+            return null;
+        }
     }
 
     [GeneratedRegex("^[A-Za-z0-9._-]{1,128}$")]

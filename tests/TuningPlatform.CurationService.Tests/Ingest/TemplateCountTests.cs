@@ -1,0 +1,71 @@
+using TuningPlatform.Curation.Model;
+using TuningPlatform.Curation.Statistics;
+using TuningPlatform.CurationService.Tests.Infrastructure;
+using TuningPlatform.Engine.Tokenizers;
+using EngineChat = TuningPlatform.Engine.Chat;
+
+namespace TuningPlatform.CurationService.Tests.Ingest;
+
+/// <summary>Token counts with a chat template, against the engine rendering it directly.</summary>
+public sealed class TemplateCountTests
+{
+    [Fact]
+    public void Render_ChatmlTemplate_CountsTheTemplatesRenderingAndTrainsOnTheAnswerWithItsEndToken()
+    {
+        var directory = Path.Combine(Assets.TokenizersRoot, "smollm2-135m");
+        var tokenizer = Tokenizer.Load(Path.Combine(directory, "tokenizer.json"));
+        var template = EngineChat.ChatTemplate.Load(directory, "chatml");
+        var renderer = new TrainingRenderer(tokenizer, template);
+        Assert.True(renderer.UsesModelTemplate);
+        var example = new Example
+        {
+            Messages =
+            [
+                new ChatMessage(Role.System, "You answer in one sentence."),
+                new ChatMessage(Role.User, "What is the capital of France?"),
+                new ChatMessage(Role.Assistant, "Paris is the capital of France."),
+            ],
+        };
+
+        var rendered = renderer.Render(example);
+
+        var expected = template.Render(
+        [
+            EngineChat.ChatMessage.System("You answer in one sentence."),
+            EngineChat.ChatMessage.User("What is the capital of France?"),
+            EngineChat.ChatMessage.Assistant("Paris is the capital of France."),
+        ]);
+        Assert.Equal(expected, rendered.Text);
+        Assert.Equal(tokenizer.Encode(expected).Length, rendered.TokenCount);
+        var (start, end) = Assert.Single(rendered.TrainedSpans);
+        Assert.Equal("Paris is the capital of France.<|im_end|>\n", rendered.Text[start..end]);
+        // The answer's tokens and its end-of-turn marker: the role header is context, not trained.
+        Assert.Equal(tokenizer.Encode("Paris is the capital of France.<|im_end|>\n", addSpecialTokens: false).Length, rendered.TrainedTokenCount);
+    }
+
+    [Fact]
+    public void Render_Llama3OwnTemplate_AssistantWithWeightZeroIsContextNotTrained()
+    {
+        // llama3's own template (from its tokenizer_config.json), which appends the assistant header after every
+        // rendering: the trained part is what training sees after the prompt, so it ends with that header.
+        var directory = Path.Combine(Assets.TokenizersRoot, "llama3");
+        var template = EngineChat.ChatTemplate.FromModelDirectory(directory);
+        Assert.NotNull(template);
+        var renderer = new TrainingRenderer(Tokenizer.Load(Path.Combine(directory, "tokenizer.json")), template);
+        Assert.True(renderer.UsesModelTemplate);
+        var example = new Example
+        {
+            Messages =
+            [
+                new ChatMessage(Role.User, "Hi"),
+                new ChatMessage(Role.Assistant, "Hello!") { Weight = 0 },
+                new ChatMessage(Role.User, "Bye"),
+                new ChatMessage(Role.Assistant, "Goodbye!"),
+            ],
+        };
+        var rendered = renderer.Render(example);
+        var (start, end) = Assert.Single(rendered.TrainedSpans);
+        Assert.Equal("Goodbye!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", rendered.Text[start..end]);
+        Assert.Contains("Hello!", rendered.Text[..start]);
+    }
+}
