@@ -130,7 +130,7 @@ public sealed class CurationJobs : IAsyncDisposable
     {
         var job = Deserialize(info.Payload).Job;
         job.Id = info.Id;
-        job.State = MapToState(info);
+        job.State = info.ToJobState();
         if (info.Result.Length > 0)
         {
             job.Result = Parser.Parse<CurationJobResult>(info.Result);
@@ -138,42 +138,6 @@ public sealed class CurationJobs : IAsyncDisposable
         return job;
     }
 
-    internal static JobState MapToState(JobInfo info)
-    {
-        var state = new JobState
-        {
-            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
-            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
-            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
-            WorkerId = info.WorkerId,
-            Attempt = info.Attempt,
-            LastEventId = info.LastEventId,
-            StatusMessage = info.StatusMessage,
-        };
-        if (info.StartedAt is { } started)
-        {
-            state.StartedAt = Timestamp.FromDateTimeOffset(started);
-        }
-        if (info.FinishedAt is { } finished)
-        {
-            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
-        }
-        if (info.Error is { } error)
-        {
-            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-        }
-        if (info.Progress is { } progress)
-        {
-            state.Progress = new Progress
-            {
-                Completed = progress.Completed,
-                Total = progress.Total,
-                Unit = progress.Unit,
-                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
-            };
-        }
-        return state;
-    }
 
     internal static CurationJobEvent MapToEvent(JobEvent e)
     {
@@ -187,16 +151,7 @@ public sealed class CurationJobs : IAsyncDisposable
         switch (e.Kind)
         {
             case JobEventKind.StatusChange:
-                result.StatusChange = new StatusChange
-                {
-                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
-                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
-                    Reason = e.Message,
-                };
-                if (e.Error is { } error)
-                {
-                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-                }
+                result.StatusChange = e.ToStatusChange();
                 break;
             case JobEventKind.Metrics when e.Data.Length > 0:
                 result.StepCompleted = Parser.Parse<StepCompleted>(e.Data);

@@ -59,53 +59,6 @@ public sealed class EvaluationJobs : IAsyncDisposable
         return evaluation;
     }
 
-    internal static JobState MapToState(JobInfo info)
-    {
-        var state = new JobState
-        {
-            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
-            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
-            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
-            WorkerId = info.WorkerId,
-            Attempt = info.Attempt,
-            LastEventId = info.LastEventId,
-            StatusMessage = info.StatusMessage,
-        };
-        if (info.StartedAt is { } started)
-        {
-            state.StartedAt = Timestamp.FromDateTimeOffset(started);
-        }
-        if (info.FinishedAt is { } finished)
-        {
-            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
-        }
-        if (info.Error is { } error)
-        {
-            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-        }
-        if (info.Progress is { } progress)
-        {
-            state.Progress = new Progress
-            {
-                Completed = progress.Completed,
-                Total = progress.Total,
-                Unit = progress.Unit,
-                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
-            };
-            if (info.StartedAt is { } begun && progress.Completed > 0)
-            {
-                var end = info.FinishedAt ?? info.UpdatedAt;
-                var elapsed = Math.Max(0, (end - begun).TotalMilliseconds);
-                state.Progress.ElapsedMs = (long)elapsed;
-                state.Progress.UnitsPerSecond = elapsed > 0 ? progress.Completed / (elapsed / 1000) : 0;
-                if (progress.Total > progress.Completed && info.FinishedAt is null)
-                {
-                    state.Progress.EtaMs = (long)(elapsed / progress.Completed * (progress.Total - progress.Completed));
-                }
-            }
-        }
-        return state;
-    }
 
     internal static EvaluationEvent MapToEvent(JobEvent e)
     {
@@ -117,16 +70,7 @@ public sealed class EvaluationJobs : IAsyncDisposable
         switch (e.Kind)
         {
             case JobEventKind.StatusChange:
-                result.StatusChange = new StatusChange
-                {
-                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
-                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
-                    Reason = e.Message,
-                };
-                if (e.Error is { } error)
-                {
-                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-                }
+                result.StatusChange = e.ToStatusChange();
                 break;
             case JobEventKind.Metrics:
                 break;

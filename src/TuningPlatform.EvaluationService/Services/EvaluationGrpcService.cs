@@ -266,7 +266,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
     {
         var evaluation = definition.Clone();
         evaluation.Id = info.Id;
-        evaluation.State = EvaluationJobs.MapToState(info);
+        evaluation.State = info.ToJobState();
         if (store.FindRun(info.Id) is { } run)
         {
             evaluation.BaseEvaluationId = run.BaseEvaluationId;

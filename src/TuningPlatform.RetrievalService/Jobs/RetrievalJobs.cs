@@ -108,7 +108,7 @@ internal sealed class RetrievalJobs : IAsyncDisposable
     {
         var job = Deserialize(info.Payload).Job;
         job.Id = info.Id;
-        job.State = MapToState(info);
+        job.State = info.ToJobState();
         if (info.Result.Length > 0)
         {
             switch (job.Kind)
@@ -124,42 +124,6 @@ internal sealed class RetrievalJobs : IAsyncDisposable
         return job;
     }
 
-    internal static JobState MapToState(JobInfo info)
-    {
-        var state = new JobState
-        {
-            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
-            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
-            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
-            WorkerId = info.WorkerId,
-            Attempt = info.Attempt,
-            LastEventId = info.LastEventId,
-            StatusMessage = info.StatusMessage,
-        };
-        if (info.StartedAt is { } started)
-        {
-            state.StartedAt = Timestamp.FromDateTimeOffset(started);
-        }
-        if (info.FinishedAt is { } finished)
-        {
-            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
-        }
-        if (info.Error is { } error)
-        {
-            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-        }
-        if (info.Progress is { } progress)
-        {
-            state.Progress = new Progress
-            {
-                Completed = progress.Completed,
-                Total = progress.Total,
-                Unit = progress.Unit,
-                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
-            };
-        }
-        return state;
-    }
 
     /// <summary>Status changes, document events (metrics events carrying a DocumentIndexed), progress and log lines.</summary>
     internal static RetrievalJobEvent MapToEvent(JobEvent e)
@@ -174,16 +138,7 @@ internal sealed class RetrievalJobs : IAsyncDisposable
         switch (e.Kind)
         {
             case JobEventKind.StatusChange:
-                result.StatusChange = new StatusChange
-                {
-                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
-                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
-                    Reason = e.Message,
-                };
-                if (e.Error is { } error)
-                {
-                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-                }
+                result.StatusChange = e.ToStatusChange();
                 break;
             case JobEventKind.Metrics when e.Data.Length > 0:
                 result.DocumentIndexed = Parser.Parse<DocumentIndexed>(e.Data);

@@ -81,7 +81,7 @@ public sealed class TrainingJobs : IAsyncDisposable
     {
         var job = JobFiles.Parser.Parse<TrainingJob>(info.Payload);
         job.Id = info.Id;
-        job.State = MapToState(info);
+        job.State = info.ToJobState();
         if (Files.ReadLive(info.Id) is { } live)
         {
             job.LatestStepMetrics = live.LatestStepMetrics;
@@ -98,43 +98,6 @@ public sealed class TrainingJobs : IAsyncDisposable
         return job;
     }
 
-    /// <summary>tuning.common.v1.JobState from the stored job.</summary>
-    public static JobState MapToState(JobInfo info)
-    {
-        var state = new JobState
-        {
-            Status = (Contracts.Common.V1.JobStatus)(int)info.Status,
-            CreatedAt = Timestamp.FromDateTimeOffset(info.CreatedAt),
-            UpdatedAt = Timestamp.FromDateTimeOffset(info.UpdatedAt),
-            WorkerId = info.WorkerId,
-            Attempt = info.Attempt,
-            LastEventId = info.LastEventId,
-            StatusMessage = info.StatusMessage,
-        };
-        if (info.StartedAt is { } started)
-        {
-            state.StartedAt = Timestamp.FromDateTimeOffset(started);
-        }
-        if (info.FinishedAt is { } finished)
-        {
-            state.FinishedAt = Timestamp.FromDateTimeOffset(finished);
-        }
-        if (info.Error is { } error)
-        {
-            state.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-        }
-        if (info.Progress is { } progress)
-        {
-            state.Progress = new Progress
-            {
-                Completed = progress.Completed,
-                Total = progress.Total,
-                Unit = progress.Unit,
-                Fraction = progress.Total > 0 ? (double)progress.Completed / progress.Total : 0,
-            };
-        }
-        return state;
-    }
 
     /// <summary>A stored event as the API shows it; metrics events carry the worker's typed payload.</summary>
     public TrainingJobEvent MapToEvent(JobEvent e)
@@ -147,16 +110,7 @@ public sealed class TrainingJobs : IAsyncDisposable
         switch (e.Kind)
         {
             case JobEventKind.StatusChange:
-                result.StatusChange = new StatusChange
-                {
-                    PreviousStatus = (Contracts.Common.V1.JobStatus)(int)(e.PreviousStatus ?? 0),
-                    Status = (Contracts.Common.V1.JobStatus)(int)(e.Status ?? 0),
-                    Reason = e.Message,
-                };
-                if (e.Error is { } error)
-                {
-                    result.StatusChange.Error = new Error { Code = error.Code, Message = error.Message, Param = error.Param };
-                }
+                result.StatusChange = e.ToStatusChange();
                 break;
             case JobEventKind.Checkpoint:
                 result.Checkpoint = Files.ReadCheckpoint(e.JobId, e.Data) ?? new Checkpoint { Id = e.Data, JobId = e.JobId };
