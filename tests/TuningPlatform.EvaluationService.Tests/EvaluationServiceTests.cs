@@ -354,7 +354,7 @@ public sealed class EvaluationServiceTests(PlatformFixture fixture) : IClassFixt
             Case(r => r.Target = null, StatusCode.InvalidArgument, "target.model"),
             Case(r => r.Target.Model = new ModelRef(), StatusCode.InvalidArgument, "target.model"),
             Case(r => r.Target.Model = new ModelRef { FineTunedModelId = "ft:stories260K-hf:x:ftjob-1", AdapterId = "a" }, StatusCode.InvalidArgument, "target.model.adapter_id"),
-            Case(r => r.Target.Rag = new RagSettings { Retrieval = new RetrievalSettings { CollectionId = "col-1" } }, StatusCode.FailedPrecondition, "services:retrieval:grpc:0"),
+            Case(r => r.Target.Rag = new RagSettings { Retrieval = new RetrievalSettings { CollectionId = "col-1" } }, StatusCode.NotFound, "target.rag.retrieval.collection_id"),
             Case(r => r.Target.Rag = new RagSettings { Retrieval = new RetrievalSettings() }, StatusCode.InvalidArgument, "target.rag.retrieval.collection_id"),
             Case(r =>
             {

@@ -9,6 +9,7 @@ using TuningPlatform.Clients;
 using TuningPlatform.Contracts.Curation.V1;
 using TuningPlatform.Contracts.Evaluation.V1;
 using TuningPlatform.Contracts.Inference.V1;
+using TuningPlatform.Contracts.Retrieval.V1;
 using TuningPlatform.Coordination.Tests;
 using TuningPlatform.CurationService;
 using TuningPlatform.CurationService.Services;
@@ -16,6 +17,8 @@ using TuningPlatform.Grpc.Client;
 using TuningPlatform.Grpc.Server;
 using TuningPlatform.InferenceService;
 using TuningPlatform.InferenceService.Services;
+using TuningPlatform.RetrievalService;
+using TuningPlatform.RetrievalService.Services;
 using TuningPlatform.ServiceDefaults;
 using TuningPlatform.Testing;
 
@@ -44,6 +47,10 @@ public sealed class Platform : IAsyncDisposable
 
     public EvaluationClient Evaluation { get; private set; } = null!;
 
+    public RetrievalClient Retrieval { get; private set; } = null!;
+
+    public Uri RetrievalAddress { get; private set; } = null!;
+
     public Uri CurationAddress { get; private set; } = null!;
 
     public Uri InferenceAddress { get; private set; } = null!;
@@ -68,7 +75,11 @@ public sealed class Platform : IAsyncDisposable
             platform.InferenceAddress = await platform.StartAppAsync(builder => builder.AddInferenceServices(),
                 app => app.MapGrpcService<InferenceGrpcService>(InferenceReflection.Descriptor.Services[0]),
                 [$"--Inference:ModelRoots:0={models}", "--Inference:MaxBatch=8"]);
+            platform.RetrievalAddress = await platform.StartAppAsync(builder => builder.AddRetrievalServices(),
+                app => app.MapGrpcService<RetrievalGrpcService>(RetrievalReflection.Descriptor.Services[0]),
+                [$"--services:inference:grpc:0={platform.InferenceAddress}", $"--services:curation:grpc:0={platform.CurationAddress}"]);
             var evaluation = await platform.StartEvaluationAsync();
+            platform.Retrieval = new RetrievalClient(platform.Open(platform.RetrievalAddress));
             platform.Curation = new CurationClient(platform.Open(platform.CurationAddress));
             platform.Inference = new InferenceClient(platform.Open(platform.InferenceAddress));
             platform.Evaluation = new EvaluationClient(platform.Open(evaluation));
@@ -90,7 +101,8 @@ public sealed class Platform : IAsyncDisposable
 
     private Task<Uri> StartEvaluationAsync() => StartAppAsync(builder => builder.AddEvaluationServices(),
         app => app.MapGrpcService<Services.EvaluationGrpcService>(EvaluationReflection.Descriptor.Services[0]),
-        [$"--services:curation:grpc:0={CurationAddress}", $"--services:inference:grpc:0={InferenceAddress}", "--Evaluation:ProgressIntervalMs=200"]);
+        [$"--services:curation:grpc:0={CurationAddress}", $"--services:inference:grpc:0={InferenceAddress}", $"--services:retrieval:grpc:0={RetrievalAddress}",
+            "--Evaluation:ProgressIntervalMs=200"]);
 
     private CallInvoker Open(Uri address)
     {
