@@ -10,6 +10,7 @@ using TuningPlatform.Contracts.Curation.V1;
 using TuningPlatform.Contracts.Evaluation.V1;
 using TuningPlatform.Contracts.Inference.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
+using TuningPlatform.Contracts.Training.V1;
 using TuningPlatform.Coordination.Tests;
 using TuningPlatform.CurationService;
 using TuningPlatform.CurationService.Services;
@@ -49,6 +50,8 @@ public sealed class Platform : IAsyncDisposable
 
     public RetrievalClient Retrieval { get; private set; } = null!;
 
+    public TrainingClient Training { get; private set; } = null!;
+
     public Uri RetrievalAddress { get; private set; } = null!;
 
     public Uri CurationAddress { get; private set; } = null!;
@@ -78,8 +81,12 @@ public sealed class Platform : IAsyncDisposable
             platform.RetrievalAddress = await platform.StartAppAsync(builder => builder.AddRetrievalServices(),
                 app => app.MapGrpcService<RetrievalGrpcService>(RetrievalReflection.Descriptor.Services[0]),
                 [$"--services:inference:grpc:0={platform.InferenceAddress}", $"--services:curation:grpc:0={platform.CurationAddress}"]);
+            var training = await platform.StartAppAsync(builder => TuningPlatform.TrainingService.TrainingServiceExtensions.AddApplicationServices(builder),
+                app => app.MapGrpcService<TuningPlatform.TrainingService.Services.TrainingGrpcService>(TrainingReflection.Descriptor.Services[0]),
+                [$"--services:curation:grpc:0={platform.CurationAddress}", $"--Training:ModelRoots:0={models}"]);
             var evaluation = await platform.StartEvaluationAsync();
             platform.Retrieval = new RetrievalClient(platform.Open(platform.RetrievalAddress));
+            platform.Training = new TrainingClient(platform.Open(training));
             platform.Curation = new CurationClient(platform.Open(platform.CurationAddress));
             platform.Inference = new InferenceClient(platform.Open(platform.InferenceAddress));
             platform.Evaluation = new EvaluationClient(platform.Open(evaluation));
