@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
@@ -7,6 +6,8 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
+
+using TuningPlatform.RetrievalService.Jobs;
 
 namespace TuningPlatform.RetrievalService.Comparisons;
 
@@ -29,7 +30,7 @@ internal sealed class ComparisonStore : IDisposable
 
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
+    private readonly RunningOperations _running = new();
 
     public ComparisonStore(IOptions<RetrievalOptions> options)
     {
@@ -186,39 +187,17 @@ internal sealed class ComparisonStore : IDisposable
         }
     }
 
-    public CancellationTokenSource Track(string id) => _running.GetOrAdd(id, _ => new CancellationTokenSource());
+    /// <summary>A token that the Cancel… RPC triggers while the operation runs.</summary>
+    public CancellationTokenSource Track(string id) => _running.Track(id);
 
-    public void Untrack(string id)
-    {
-        if (_running.TryRemove(id, out var source))
-        {
-            source.Dispose();
-        }
-    }
+    public void Untrack(string id) => _running.Untrack(id);
 
-    public bool SignalCancel(string id)
-    {
-        if (!_running.TryGetValue(id, out var source))
-        {
-            return false;
-        }
-        try
-        {
-            source.Cancel();
-            return true;
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    /// <summary>Signals a running operation to stop; false when it is not running in this process.</summary>
+    public bool SignalCancel(string id) => _running.SignalCancel(id);
 
     public void Dispose()
     {
-        foreach (var source in _running.Values)
-        {
-            source.Cancel();
-        }
+        _running.CancelAll();
         _connection.Dispose();
     }
 

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
@@ -28,7 +27,7 @@ internal sealed class RetrievalJobLog : IDisposable
 
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
-    private readonly ConcurrentDictionary<string, CancellationTokenSource> _running = new(StringComparer.Ordinal);
+    private readonly RunningOperations _running = new();
 
     public RetrievalJobLog(IOptions<RetrievalOptions> options)
     {
@@ -147,34 +146,13 @@ internal sealed class RetrievalJobLog : IDisposable
         }
     }
 
-    /// <summary>A token that CancelRetrievalJob triggers while the job runs.</summary>
-    public CancellationTokenSource Track(string jobId) => _running.GetOrAdd(jobId, _ => new CancellationTokenSource());
+    /// <summary>A token that the Cancel… RPC triggers while the operation runs.</summary>
+    public CancellationTokenSource Track(string jobId) => _running.Track(jobId);
 
-    public void Untrack(string jobId)
-    {
-        if (_running.TryRemove(jobId, out var source))
-        {
-            source.Dispose();
-        }
-    }
+    public void Untrack(string jobId) => _running.Untrack(jobId);
 
-    /// <summary>Signals a running job to stop; false when it is not running in this process.</summary>
-    public bool SignalCancel(string jobId)
-    {
-        if (!_running.TryGetValue(jobId, out var source))
-        {
-            return false;
-        }
-        try
-        {
-            source.Cancel();
-            return true;
-        }
-        catch (ObjectDisposedException)
-        {
-            return false;
-        }
-    }
+    /// <summary>Signals a running operation to stop; false when it is not running in this process.</summary>
+    public bool SignalCancel(string jobId) => _running.SignalCancel(jobId);
 
     public void Dispose()
     {
