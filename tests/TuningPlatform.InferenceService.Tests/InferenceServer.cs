@@ -48,6 +48,7 @@ public sealed class InferenceServer : IAsyncDisposable
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["Grpc:Url"] = $"http://127.0.0.1:{port}",
+            ["Grpc:EnableDetailedErrors"] = "true",
             ["Inference:ModelRoots:0"] = models,
             ["Inference:MaxBatch"] = "4",
         });

@@ -37,7 +37,7 @@ public sealed class CurationHost : IAsyncDisposable
     public static async Task<CurationHost> StartAsync()
     {
         var data = Assets.TempFolder();
-        var builder = WebApplication.CreateBuilder(["--Grpc:Url=http://127.0.0.1:0", $"--TUNING_DATA_DIR={data}"]);
+        var builder = WebApplication.CreateBuilder(["--Grpc:Url=http://127.0.0.1:0", "--Grpc:EnableDetailedErrors=true", $"--TUNING_DATA_DIR={data}"]);
         builder.AddServiceDefaults(defaultPort: 0);
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddApplicationServices();

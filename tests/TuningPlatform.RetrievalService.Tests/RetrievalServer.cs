@@ -40,6 +40,7 @@ public sealed class RetrievalServer : IAsyncDisposable
         var settings = new Dictionary<string, string?>
         {
             ["Grpc:Url"] = $"http://127.0.0.1:{port}",
+            ["Grpc:EnableDetailedErrors"] = "true",
             ["Retrieval:DataDirectory"] = dataDirectory,
             ["Retrieval:MaxDocumentBytes"] = "2000000",
         };

@@ -92,6 +92,9 @@ internal sealed partial class RetrievalGrpcService
         comparison.Metrics.AddRange(request.Metrics);
         comparison.Metadata.Add(request.Metadata);
         var (stored, created) = comparisons.Create(comparison, request.RequestId);
+        // The run mutates its comparison from another thread; the response is a snapshot taken before it starts
+        // (protobuf serialisation of a message that changes underneath it fails with a size mismatch).
+        var response = new CreateComparisonResponse { Comparison = stored.Clone() };
         if (created)
         {
             var cancel = comparisons.Track(stored.Id);
@@ -100,7 +103,7 @@ internal sealed partial class RetrievalGrpcService
                 request.OracleDocumentIdField.Length > 0 ? request.OracleDocumentIdField : "document_id");
             _ = Task.Run(() => RunComparisonAsync(settings, cancel.Token), CancellationToken.None);
         }
-        return new CreateComparisonResponse { Comparison = stored };
+        return response;
     }
 
     public Task<GetComparisonResponse> GetComparison(GetComparisonRequest request, ServerCallContext context) =>
