@@ -1,5 +1,5 @@
-using System.Text;
 using TuningPlatform.Curation.Model;
+using TuningPlatform.Evaluation.Prompts;
 using TuningPlatform.Engine.Tokenizers;
 
 namespace TuningPlatform.Curation.Statistics;
@@ -8,12 +8,13 @@ namespace TuningPlatform.Curation.Statistics;
 public sealed record RenderedExample(string Text, IReadOnlyList<(int Start, int End)> TrainedSpans, int TokenCount, int TrainedTokenCount);
 
 /// <summary>
-/// Renders examples for counting. With the model's own chat template (<paramref name="template"/>), each
-/// conversation is rendered as training renders it: the trained span of an assistant turn (weight ≠ 0) is what
-/// the rendering up to and including that turn adds to the rendering before it with the generation prompt, and
-/// its tokens are counted the same way (tokens after the common prefix). Without one, or when the template
-/// rejects a conversation, a ChatML-shaped layout (`&lt;|im_start|&gt;role\ncontent&lt;|im_end|&gt;\n`) with the
-/// assistant contents plus their end marker as the trained spans. Raw text is all trained.
+/// Renders examples for counting, as training renders them. A conversation is rendered with the model's own chat
+/// template (<paramref name="template"/>) or, for a model without one, with <see cref="PlainPrompt"/> (each message's
+/// content and a newline: what training and evaluation use for such models). The trained span of an assistant turn
+/// (weight ≠ 0) is what the rendering up to and including that turn adds to the rendering before it with the
+/// generation prompt, and its tokens are counted the same way (tokens after the common prefix). When the template
+/// rejects a conversation (roles out of order, a system turn it does not take), the plain rendering counts it.
+/// Raw text is all trained.
 /// </summary>
 public sealed class TrainingRenderer(Tokenizer tokenizer, Engine.Chat.ChatTemplate? template = null)
 {
@@ -27,72 +28,51 @@ public sealed class TrainingRenderer(Tokenizer tokenizer, Engine.Chat.ChatTempla
             var n = tokenizer.Encode(example.Text).Length;
             return new RenderedExample(example.Text, [(0, example.Text.Length)], n, n);
         }
-        if (template is not null && RenderWithTemplate(example, template) is { } withTemplate)
+        var messages = example.Messages.Select(m => new Engine.Chat.ChatMessage(RoleNames.ToName(m.Role), ContentOf(m))).ToList();
+        if (template is not null)
         {
-            return withTemplate;
-        }
-        var text = new StringBuilder();
-        var spans = new List<(int, int)>();
-        var trainedTokens = 0;
-        foreach (var message in example.Messages)
-        {
-            text.Append("<|im_start|>").Append(RoleNames.ToName(message.Role)).Append('\n');
-            var content = ContentOf(message);
-            if (message.IsTrained)
+            try
             {
-                var start = text.Length;
-                text.Append(content).Append("<|im_end|>");
-                spans.Add((start, text.Length));
-                trainedTokens += tokenizer.Encode(content + "<|im_end|>", addSpecialTokens: false).Length;
-                text.Append('\n');
+                return RenderIncrementally(example, messages, (list, generationPrompt) => template.Render(list, generationPrompt));
             }
-            else
+            catch (Engine.Chat.ChatTemplateException)
             {
-                text.Append(content).Append("<|im_end|>\n");
+                // Falls through to the plain rendering.
             }
         }
-        var rendered = text.ToString();
-        return new RenderedExample(rendered, spans, tokenizer.Encode(rendered).Length, trainedTokens);
+        return RenderIncrementally(example, messages, static (list, _) => PlainPrompt.Render(list.Select(m => m.Content)));
     }
 
     public int CountTokens(Example example) => Render(example).TokenCount;
 
-    private RenderedExample? RenderWithTemplate(Example example, Engine.Chat.ChatTemplate chatTemplate)
+    private RenderedExample RenderIncrementally(Example example, List<Engine.Chat.ChatMessage> messages,
+        Func<IReadOnlyList<Engine.Chat.ChatMessage>, bool, string> render)
     {
-        var messages = example.Messages.Select(m => new Engine.Chat.ChatMessage(RoleNames.ToName(m.Role), ContentOf(m))).ToList();
-        try
+        var full = render(messages, false);
+        var spans = new List<(int, int)>();
+        var trainedTokens = 0;
+        for (var i = 0; i < messages.Count; i++)
         {
-            var full = chatTemplate.Render(messages);
-            var spans = new List<(int, int)>();
-            var trainedTokens = 0;
-            for (var i = 0; i < messages.Count; i++)
+            if (!example.Messages[i].IsTrained)
             {
-                if (!example.Messages[i].IsTrained)
-                {
-                    continue;
-                }
-                var before = chatTemplate.Render(messages[..i], addGenerationPrompt: true);
-                var through = chatTemplate.Render(messages[..(i + 1)]);
-                var beforeIds = tokenizer.Encode(before);
-                var throughIds = tokenizer.Encode(through);
-                var common = 0;
-                while (common < beforeIds.Length && common < throughIds.Length && beforeIds[common] == throughIds[common])
-                {
-                    common++;
-                }
-                trainedTokens += throughIds.Length - common;
-                if (through.StartsWith(before, StringComparison.Ordinal) && full.StartsWith(through, StringComparison.Ordinal))
-                {
-                    spans.Add((before.Length, through.Length));
-                }
+                continue;
             }
-            return new RenderedExample(full, spans, tokenizer.Encode(full).Length, trainedTokens);
+            var before = render(messages[..i], true);
+            var through = render(messages[..(i + 1)], false);
+            var beforeIds = tokenizer.Encode(before);
+            var throughIds = tokenizer.Encode(through);
+            var common = 0;
+            while (common < beforeIds.Length && common < throughIds.Length && beforeIds[common] == throughIds[common])
+            {
+                common++;
+            }
+            trainedTokens += throughIds.Length - common;
+            if (through.StartsWith(before, StringComparison.Ordinal) && full.StartsWith(through, StringComparison.Ordinal))
+            {
+                spans.Add((before.Length, through.Length));
+            }
         }
-        catch (Engine.Chat.ChatTemplateException)
-        {
-            // A template that refuses this conversation (roles out of order, a system turn it does not take): count with the layout.
-            return null;
-        }
+        return new RenderedExample(full, spans, tokenizer.Encode(full).Length, trainedTokens);
     }
 
     private static string ContentOf(ChatMessage message)

@@ -2,6 +2,7 @@ using TuningPlatform.Curation.Model;
 using TuningPlatform.Curation.Statistics;
 using TuningPlatform.CurationService.Tests.Infrastructure;
 using TuningPlatform.Engine.Tokenizers;
+using TuningPlatform.Evaluation.Prompts;
 using EngineChat = TuningPlatform.Engine.Chat;
 
 namespace TuningPlatform.CurationService.Tests.Ingest;
@@ -67,5 +68,37 @@ public sealed class TemplateCountTests
         var (start, end) = Assert.Single(rendered.TrainedSpans);
         Assert.Equal("Goodbye!<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n", rendered.Text[start..end]);
         Assert.Contains("Hello!", rendered.Text[..start]);
+    }
+
+    [Fact]
+    public void Render_ModelWithoutTemplate_IsThePlainPromptTrainingAndEvaluationUse()
+    {
+        // A model without a chat template (stories260K, llama2 base): training renders its conversations with the plain prompt (each content
+        // and a newline) and trains on the tokens after the prompt's; evaluation prompts it the same way.
+        var tokenizer = Tokenizer.Load(Path.Combine(Assets.TokenizersRoot, "llama2", "tokenizer.json"));
+        var renderer = new TrainingRenderer(tokenizer);
+        Assert.False(renderer.UsesModelTemplate);
+        var example = new Example
+        {
+            Messages =
+            [
+                new ChatMessage(Role.User, "Lily had a cat. What was its name?"),
+                new ChatMessage(Role.Assistant, "Tom"),
+            ],
+        };
+
+        var rendered = renderer.Render(example);
+
+        var full = PlainPrompt.Render(["Lily had a cat. What was its name?", "Tom"]);
+        var prompt = PlainPrompt.Render(["Lily had a cat. What was its name?"]);
+        Assert.Equal(full, rendered.Text);
+        var fullIds = tokenizer.Encode(full);
+        var promptIds = tokenizer.Encode(prompt);
+        Assert.Equal(fullIds.Length, rendered.TokenCount);
+        var common = fullIds.Zip(promptIds).TakeWhile(p => p.First == p.Second).Count();
+        Assert.Equal(fullIds.Length - common, rendered.TrainedTokenCount);
+        var (start, end) = Assert.Single(rendered.TrainedSpans);
+        Assert.Equal("Tom\n", rendered.Text[start..end]);
+        Assert.DoesNotContain("<|im_start|>", rendered.Text, StringComparison.Ordinal);
     }
 }
