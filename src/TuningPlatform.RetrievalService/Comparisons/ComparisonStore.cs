@@ -6,6 +6,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
+using TuningPlatform.Coordination;
 
 using TuningPlatform.RetrievalService.Jobs;
 
@@ -13,9 +14,10 @@ namespace TuningPlatform.RetrievalService.Comparisons;
 
 /// <summary>
 /// Comparisons, their rows (one per question, every arm's answer) and their events in
-/// <c>&lt;data&gt;/comparisons.db</c> (SQLite, WAL). Event ids have the stream form <c>&lt;n&gt;-0</c>. A comparison
-/// that was not terminal when the process stopped is marked FAILED (<c>interrupted</c>) when the store opens; its
-/// rows so far stay readable.
+/// <c>&lt;data&gt;/comparisons.db</c> (SQLite, WAL), with the Redis job that runs each one when Redis is configured.
+/// Event ids have the stream form <c>&lt;n&gt;-0</c>. Without Redis, a comparison that was not terminal when the
+/// process stopped is marked FAILED (<c>interrupted</c>) when the store opens, its rows so far kept; with Redis its job
+/// is reclaimed and resumes from those rows.
 /// </summary>
 internal sealed class ComparisonStore : IDisposable
 {
@@ -26,13 +28,14 @@ internal sealed class ComparisonStore : IDisposable
         CREATE UNIQUE INDEX IF NOT EXISTS comparisons_by_request ON comparisons (request_id) WHERE request_id IS NOT NULL;
         CREATE TABLE IF NOT EXISTS rows (comparison_id TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (comparison_id, idx));
         CREATE TABLE IF NOT EXISTS events (comparison_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (comparison_id, seq));
+        CREATE TABLE IF NOT EXISTS jobs (comparison_id TEXT PRIMARY KEY, job_id TEXT NOT NULL);
         """;
 
     private readonly SqliteConnection _connection;
     private readonly Lock _lock = new();
     private readonly RunningOperations _running = new();
 
-    public ComparisonStore(IOptions<RetrievalOptions> options)
+    public ComparisonStore(IOptions<RetrievalOptions> options, IConfiguration configuration)
     {
         Directory.CreateDirectory(options.Value.DataDirectory);
         _connection = new SqliteConnection(new SqliteConnectionStringBuilder
@@ -45,7 +48,8 @@ internal sealed class ComparisonStore : IDisposable
         {
             command.ExecuteNonQuery();
         }
-        foreach (var interrupted in List([], 0, int.MaxValue).Items.Where(c => !IsTerminal(c.State.Status)))
+        var runsOnRedis = !string.IsNullOrWhiteSpace(configuration[CoordinationOptions.ConnectionStringKey]);
+        foreach (var interrupted in runsOnRedis ? [] : List([], 0, int.MaxValue).Items.Where(c => !IsTerminal(c.State.Status)))
         {
             interrupted.State.Status = JobStatus.Failed;
             interrupted.State.Error = new Error { Code = "interrupted", Message = "the retrieval service stopped while this comparison ran; its rows so far are kept" };
@@ -121,11 +125,31 @@ internal sealed class ComparisonStore : IDisposable
         return ([.. matching.Skip(offset).Take(limit)], matching.Count);
     }
 
+    /// <summary>Records the Redis job that runs comparison <paramref name="id"/>.</summary>
+    public void SetJobId(string id, string jobId)
+    {
+        lock (_lock)
+        {
+            using var command = Command("INSERT OR REPLACE INTO jobs VALUES ($id, $job)", ("$id", id), ("$job", jobId));
+            command.ExecuteNonQuery();
+        }
+    }
+
+    /// <summary>The Redis job that runs comparison <paramref name="id"/>; null when it runs in-process.</summary>
+    public string? JobId(string id)
+    {
+        lock (_lock)
+        {
+            using var command = Command("SELECT job_id FROM jobs WHERE comparison_id = $id", ("$id", id));
+            return command.ExecuteScalar() as string;
+        }
+    }
+
     public void Delete(string id)
     {
         lock (_lock)
         {
-            foreach (var sql in new[] { "DELETE FROM rows WHERE comparison_id = $id", "DELETE FROM events WHERE comparison_id = $id", "DELETE FROM comparisons WHERE id = $id" })
+            foreach (var sql in new[] { "DELETE FROM rows WHERE comparison_id = $id", "DELETE FROM events WHERE comparison_id = $id", "DELETE FROM jobs WHERE comparison_id = $id", "DELETE FROM comparisons WHERE id = $id" })
             {
                 using var command = Command(sql, ("$id", id));
                 command.ExecuteNonQuery();

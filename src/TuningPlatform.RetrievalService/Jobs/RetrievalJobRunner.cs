@@ -4,19 +4,21 @@ using TuningPlatform.Contracts.Retrieval.V1;
 using TuningPlatform.Coordination.Jobs;
 using TuningPlatform.Grpc;
 using TuningPlatform.RetrievalService.Collections;
+using TuningPlatform.RetrievalService.Comparisons;
 using TuningPlatform.RetrievalService.Ingestion;
 using TuningPlatform.RetrievalService.Raft;
 
 namespace TuningPlatform.RetrievalService.Jobs;
 
 /// <summary>
-/// Runs retrieval jobs from Redis in this process (one at a time) when Redis is configured. An ingestion holds its
+/// Runs retrieval jobs from Redis in this process (one at a time), and comparisons from their own queue (one at a
+/// time, see RetrievalGrpcService.RunComparisonJobAsync), when Redis is configured. An ingestion holds its
 /// collection's write lock while it runs, reports each indexed document (a metrics event carrying a
 /// DocumentIndexed) and its progress, and stores its IngestionResult as the job's result. A failure becomes the
 /// job's error with the same code and field as the RPC would have answered.
 /// </summary>
 internal sealed class RetrievalJobRunner(RetrievalJobs jobs, CollectionRegistry collections, Ingestor ingestor, RaftJob raft,
-    ILogger<RetrievalJobRunner> logger)
+    Services.RetrievalGrpcService service, ILogger<RetrievalJobRunner> logger)
     : BackgroundService
 {
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
@@ -30,7 +32,10 @@ internal sealed class RetrievalJobRunner(RetrievalJobs jobs, CollectionRegistry 
         }
         var worker = new JobWorker(jobs.Connection, RetrievalJobs.Kind, HandleAsync);
         worker.Error += e => logger.LogWarning(e, "Retrieval worker error.");
-        await worker.RunAsync(stoppingToken);
+        // Comparisons have their own queue and worker, so that a long comparison never holds up an ingestion.
+        var comparisons = new JobWorker(jobs.Connection, ComparisonJobPayload.Kind, service.RunComparisonJobAsync);
+        comparisons.Error += e => logger.LogWarning(e, "Comparison worker error.");
+        await Task.WhenAll(worker.RunAsync(stoppingToken), comparisons.RunAsync(stoppingToken));
     }
 
     internal async Task<string> HandleAsync(JobContext context)

@@ -8,6 +8,7 @@ using TuningPlatform.Coordination;
 using TuningPlatform.Coordination.Jobs;
 using TuningPlatform.Coordination.Redis;
 using TuningPlatform.Grpc;
+using TuningPlatform.RetrievalService.Comparisons;
 
 namespace TuningPlatform.RetrievalService.Jobs;
 
@@ -57,6 +58,30 @@ internal sealed class RetrievalJobs : IAsyncDisposable
             MaxAttempts = 3,
         }, cancellationToken));
         return MapToJob(created.Job);
+    }
+
+    /// <summary>Queues the run of a stored comparison (one job per comparison, whatever the retries of the call).</summary>
+    public async Task<string> CreateComparisonJobAsync(ComparisonJobPayload payload, CancellationToken cancellationToken)
+    {
+        var store = Store!;
+        var created = await Call(() => store.CreateAsync(new NewJob(ComparisonJobPayload.Kind, "cjob-", payload.Serialize())
+        {
+            RequestId = "comparison:" + payload.ComparisonId,
+            MaxAttempts = 3,
+        }, cancellationToken));
+        return created.Job.Id;
+    }
+
+    /// <summary>Asks the comparison's job to stop; true when it had not started (nobody else will record the cancel).</summary>
+    public async Task<bool> CancelComparisonJobAsync(string jobId, CancellationToken cancellationToken)
+    {
+        var before = await Call(() => Store!.GetAsync(jobId, cancellationToken));
+        if (before.Status.IsTerminal())
+        {
+            return false;
+        }
+        await Call(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken));
+        return before.Status is Coordination.Jobs.JobStatus.Queued or Coordination.Jobs.JobStatus.Validating;
     }
 
     public async Task<RetrievalJob> GetAsync(string jobId, CancellationToken cancellationToken) =>

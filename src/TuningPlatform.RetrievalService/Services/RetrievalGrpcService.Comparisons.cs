@@ -8,6 +8,10 @@ using TuningPlatform.Grpc;
 using TuningPlatform.Grpc.Server;
 using TuningPlatform.RetrievalService.Comparisons;
 using TuningPlatform.RetrievalService.Peers;
+using JobContext = TuningPlatform.Coordination.Jobs.JobContext;
+using JobError = TuningPlatform.Coordination.Jobs.JobError;
+using JobFailedException = TuningPlatform.Coordination.Jobs.JobFailedException;
+using JobStopReason = TuningPlatform.Coordination.Jobs.JobStopReason;
 
 namespace TuningPlatform.RetrievalService.Services;
 
@@ -53,30 +57,9 @@ internal sealed partial class RetrievalGrpcService
         {
             RpcErrors.InvalidArgument("arms", $"two arms are named '{duplicate.Key}'; names must be unique");
         }
-        var versionId = await datasets.ResolveAsync(request.Questions, "questions", ct);
-        var all = await datasets.ReadAsync(versionId, DatasetSplit.Unspecified, "questions", ct);
-        var split = request.Questions.Split;
-        var wanted = split switch
-        {
-            DatasetSplit.Train => "train",
-            DatasetSplit.Validation => "validation",
-            DatasetSplit.Test => "test",
-            _ => all.Any(q => q.Split == "test") ? "test" : all.Any(q => q.Split == "validation") ? "validation" : null,
-        };
-        var questions = all.Where(q => wanted is null || q.Split == wanted).ToList();
-        questions = [.. questions.Where(q => q.Question.Trim().Length > 0)];
-        if (questions.Count == 0)
-        {
-            RpcErrors.FailedPrecondition("questions.split", $"version {versionId} has no questions in split {split}");
-        }
         var seed = request.Seed == 0 ? 42 : request.Seed;
-        if (request.SampleLimit > 0 && request.SampleLimit < questions.Count)
-        {
-            var random = new Random(unchecked((int)seed));
-            var order = Enumerable.Range(0, questions.Count).ToArray();
-            random.Shuffle(order);
-            questions = [.. order.Take((int)request.SampleLimit).Order().Select(i => questions[i])];
-        }
+        var (versionId, questions) = await SelectQuestionsAsync(request.Questions, request.SampleLimit, seed, ct);
+        var split = request.Questions.Split;
         var now = Timestamp.FromDateTime(DateTime.UtcNow);
         var comparison = new Comparison
         {
@@ -97,13 +80,54 @@ internal sealed partial class RetrievalGrpcService
         var response = new CreateComparisonResponse { Comparison = stored.Clone() };
         if (created)
         {
-            var cancel = comparisons.Track(stored.Id);
-            var settings = new ComparisonRun(stored, questions, scorers, request.MaxConcurrency == 0 ? 4 : request.MaxConcurrency,
+            var payload = new ComparisonJobPayload(stored.Id, request.MaxConcurrency == 0 ? 4 : request.MaxConcurrency,
                 request.BootstrapResamples == 0 ? 1000 : request.BootstrapResamples,
                 request.OracleDocumentIdField.Length > 0 ? request.OracleDocumentIdField : "document_id");
-            _ = Task.Run(() => RunComparisonAsync(settings, cancel.Token), CancellationToken.None);
+            if (redisJobs.Enabled)
+            {
+                // Run by a comparison worker through Redis (RetrievalJobRunner), which survives this process.
+                comparisons.SetJobId(stored.Id, await redisJobs.CreateComparisonJobAsync(payload, CancellationToken.None));
+            }
+            else
+            {
+                var cancel = comparisons.Track(stored.Id);
+                var run = new ComparisonRun(stored, questions, scorers, payload.MaxConcurrency, payload.Resamples, payload.OracleField);
+                _ = Task.Run(() => RunComparisonAsync(run, cancel.Token, userCancelled: () => true), CancellationToken.None);
+            }
         }
         return response;
+    }
+
+    /// <summary>
+    /// The questions a comparison asks: the version's examples in the requested split (UNSPECIFIED = TEST if present,
+    /// else VALIDATION, else all), without empty questions, sampled to <paramref name="sampleLimit"/> with
+    /// <paramref name="seed"/> in their original order. Deterministic, so a resumed run asks the same questions.
+    /// </summary>
+    private async Task<(string VersionId, List<DatasetQuestion> Questions)> SelectQuestionsAsync(DatasetRef reference, long sampleLimit, long seed, CancellationToken ct)
+    {
+        var versionId = await datasets.ResolveAsync(reference, "questions", ct);
+        var all = await datasets.ReadAsync(versionId, DatasetSplit.Unspecified, "questions", ct);
+        var split = reference.Split;
+        var wanted = split switch
+        {
+            DatasetSplit.Train => "train",
+            DatasetSplit.Validation => "validation",
+            DatasetSplit.Test => "test",
+            _ => all.Any(q => q.Split == "test") ? "test" : all.Any(q => q.Split == "validation") ? "validation" : null,
+        };
+        var questions = all.Where(q => (wanted is null || q.Split == wanted) && q.Question.Trim().Length > 0).ToList();
+        if (questions.Count == 0)
+        {
+            RpcErrors.FailedPrecondition("questions.split", $"version {versionId} has no questions in split {split}");
+        }
+        if (sampleLimit > 0 && sampleLimit < questions.Count)
+        {
+            var random = new Random(unchecked((int)seed));
+            var order = Enumerable.Range(0, questions.Count).ToArray();
+            random.Shuffle(order);
+            questions = [.. order.Take((int)sampleLimit).Order().Select(i => questions[i])];
+        }
+        return (versionId, questions);
     }
 
     public Task<GetComparisonResponse> GetComparison(GetComparisonRequest request, ServerCallContext context) =>
@@ -122,18 +146,35 @@ internal sealed partial class RetrievalGrpcService
         return Task.FromResult(response);
     }
 
-    public Task<CancelComparisonResponse> CancelComparison(CancelComparisonRequest request, ServerCallContext context)
+    public async Task<CancelComparisonResponse> CancelComparison(CancelComparisonRequest request, ServerCallContext context)
     {
         var comparison = RequireComparison(request.ComparisonId);
         if (comparison.State.Status is JobStatus.Succeeded or JobStatus.Failed)
         {
             RpcErrors.FailedPrecondition("comparison_id", $"comparison '{comparison.Id}' already finished ({comparison.State.Status})");
         }
-        if (comparison.State.Status is not (JobStatus.Cancelled or JobStatus.Cancelling) && comparisons.SignalCancel(comparison.Id))
+        if (comparison.State.Status is JobStatus.Cancelled or JobStatus.Cancelling)
+        {
+            return new CancelComparisonResponse { Comparison = comparison };
+        }
+        if (comparisons.JobId(comparison.Id) is { } jobId)
+        {
+            if (await redisJobs.CancelComparisonJobAsync(jobId, context.CancellationToken))
+            {
+                // Not started: no worker will see the cancel, so it is recorded here.
+                comparison.State.FinishedAt = Timestamp.FromDateTime(DateTime.UtcNow);
+                SetComparisonStatus(comparison, JobStatus.Cancelled, "cancelled by request before it started");
+            }
+            else
+            {
+                comparison.State.Status = JobStatus.Cancelling;
+            }
+        }
+        else if (comparisons.SignalCancel(comparison.Id))
         {
             comparison.State.Status = JobStatus.Cancelling;
         }
-        return Task.FromResult(new CancelComparisonResponse { Comparison = comparison });
+        return new CancelComparisonResponse { Comparison = comparison };
     }
 
     public async Task WatchComparison(WatchComparisonRequest request, IServerStreamWriter<WatchComparisonResponse> responseStream, ServerCallContext context)
@@ -322,19 +363,27 @@ internal sealed partial class RetrievalGrpcService
         return comparisons.Get(id) ?? throw NotFound("comparison_id", $"no comparison '{id}'");
     }
 
-    private async Task RunComparisonAsync(ComparisonRun run, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs a comparison to its end, answering only what its stored rows do not hold yet (a reclaimed run resumes).
+    /// When <paramref name="cancellationToken"/> fires, the comparison is CANCELLED if <paramref name="userCancelled"/>
+    /// says a client asked; otherwise (the worker is stopping) it stays RUNNING for the next attempt and the
+    /// cancellation is rethrown.
+    /// </summary>
+    private async Task RunComparisonAsync(ComparisonRun run, CancellationToken cancellationToken, Func<bool> userCancelled)
     {
         var comparison = run.Comparison;
         var started = Stopwatch.GetTimestamp();
         try
         {
-            comparison.State.StartedAt = Timestamp.FromDateTime(DateTime.UtcNow);
+            comparison.State.StartedAt ??= Timestamp.FromDateTime(DateTime.UtcNow);
             comparison.State.WorkerId = Environment.MachineName;
-            SetComparisonStatus(comparison, JobStatus.Running, $"{run.Questions.Count} questions × {comparison.Arms.Count} arms");
             var rows = run.Questions.Select(q => new ComparisonRow { QuestionId = q.Id, Index = q.Index, Question = q.Question, Reference = q.Reference }).ToList();
             var answers = new ArmAnswer?[rows.Count, comparison.Arms.Count];
             var total = rows.Count * comparison.Arms.Count;
-            var done = 0;
+            var done = Resume(comparison, rows, answers);
+            SetComparisonStatus(comparison, JobStatus.Running, done == 0
+                ? $"{run.Questions.Count} questions × {comparison.Arms.Count} arms"
+                : $"attempt {comparison.State.Attempt}: resuming with {done}/{total} answers already recorded");
             var gate = new Lock();
             using var slots = new SemaphoreSlim(run.MaxConcurrency);
             var work = new List<Task>();
@@ -342,6 +391,10 @@ internal sealed partial class RetrievalGrpcService
             {
                 for (var a = 0; a < comparison.Arms.Count; a++)
                 {
+                    if (answers[q, a] is not null)
+                    {
+                        continue;
+                    }
                     var (qi, ai) = (q, a);
                     await slots.WaitAsync(cancellationToken);
                     work.Add(Task.Run(async () =>
@@ -408,8 +461,13 @@ internal sealed partial class RetrievalGrpcService
                 SetComparisonStatus(comparison, JobStatus.Succeeded, comparison.State.StatusMessage);
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (Exception e) when (cancellationToken.IsCancellationRequested && e is OperationCanceledException or RpcException)
         {
+            // A call cut short by the cancellation surfaces as either exception.
+            if (!userCancelled())
+            {
+                throw new OperationCanceledException("the worker is stopping; the next attempt resumes this comparison", e, cancellationToken);
+            }
             comparison.State.FinishedAt = Timestamp.FromDateTime(DateTime.UtcNow);
             SetComparisonStatus(comparison, JobStatus.Cancelled, "cancelled by request; answers recorded so far are kept");
         }
@@ -423,6 +481,71 @@ internal sealed partial class RetrievalGrpcService
         {
             comparisons.Untrack(comparison.Id);
         }
+    }
+
+    /// <summary>Fills <paramref name="answers"/> and <paramref name="rows"/> from the stored rows; the number of answers found.</summary>
+    private int Resume(Comparison comparison, List<ComparisonRow> rows, ArmAnswer?[,] answers)
+    {
+        var byIndex = rows.Select((row, q) => (row.Index, q)).ToDictionary(p => p.Index, p => p.q);
+        var arms = comparison.Arms.Select((arm, a) => (arm.Name, a)).ToDictionary(p => p.Name, p => p.a, StringComparer.Ordinal);
+        var found = 0;
+        foreach (var stored in comparisons.Rows(comparison.Id))
+        {
+            if (!byIndex.TryGetValue(stored.Index, out var q))
+            {
+                continue;
+            }
+            foreach (var answer in stored.Answers)
+            {
+                if (arms.TryGetValue(answer.ArmName, out var a) && answers[q, a] is null)
+                {
+                    answers[q, a] = answer;
+                    rows[q].Answers.Add(answer);
+                    found++;
+                }
+            }
+        }
+        return found;
+    }
+
+    /// <summary>
+    /// The Redis job handler of a comparison (RetrievalJobRunner): loads the stored comparison, asks the same
+    /// questions again (the selection is deterministic) and runs what is not answered yet. A client's cancel stops it
+    /// CANCELLED; a worker shutting down leaves it to the next attempt.
+    /// </summary>
+    internal async Task<string> RunComparisonJobAsync(JobContext context)
+    {
+        var payload = ComparisonJobPayload.Deserialize(context.Job.Payload);
+        var comparison = comparisons.Get(payload.ComparisonId)
+            ?? throw new JobFailedException(new JobError("not_found", $"comparison '{payload.ComparisonId}' was deleted before it ran", "comparison_id"));
+        if (ComparisonStore.IsTerminal(comparison.State.Status))
+        {
+            return comparison.Id;
+        }
+        comparison.State.Attempt = context.Job.Attempt;
+        ComparisonRun run;
+        try
+        {
+            var (_, questions) = await SelectQuestionsAsync(comparison.Questions, comparison.SampleLimit, comparison.Seed, context.CancellationToken);
+            run = new ComparisonRun(comparison, questions, ComparisonScoring.Resolve(comparison.Metrics), payload.MaxConcurrency, payload.Resamples, payload.OracleField);
+        }
+        catch (RpcException e) when (e.StatusCode != StatusCode.Unavailable)
+        {
+            comparison.State.FinishedAt = Timestamp.FromDateTime(DateTime.UtcNow);
+            comparison.State.Error = new Error { Code = e.Trailers.GetValue("x-error-code") ?? "failed", Message = e.Status.Detail, Param = e.Trailers.GetValue("x-error-param") ?? "" };
+            SetComparisonStatus(comparison, JobStatus.Failed, e.Status.Detail);
+            throw new JobFailedException(new JobError(comparison.State.Error.Code, e.Status.Detail, comparison.State.Error.Param));
+        }
+        await RunComparisonAsync(run, context.CancellationToken, () => context.StopReason == JobStopReason.Cancel);
+        if (comparison.State.Status == JobStatus.Failed)
+        {
+            throw new JobFailedException(new JobError(comparison.State.Error?.Code ?? "failed", comparison.State.Error?.Message ?? "failed"));
+        }
+        if (comparison.State.Status == JobStatus.Cancelled)
+        {
+            context.CancellationToken.ThrowIfCancellationRequested();
+        }
+        return comparison.Id;
     }
 
     private async Task<ArmAnswer> AnswerArmAsync(Comparison comparison, ComparisonArm arm, DatasetQuestion question, ComparisonRun run, CancellationToken cancellationToken)
