@@ -39,6 +39,12 @@ public sealed record TrainingOptions
     /// <summary>Runs of a job, across retries and reclaims after a lost worker.</summary>
     public int MaxAttempts { get; init; } = 3;
 
+    /// <summary>Sweep supervisors in this process: each follows one sweep parent at a time (they train nothing).</summary>
+    public int SweepSupervisors { get; init; } = 2;
+
+    /// <summary>How often a sweep supervisor reads its children's status and validation losses.</summary>
+    public TimeSpan SweepPollInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>Where job files (live metrics, checkpoints) live: <c>&lt;data&gt;/training/jobs</c>.</summary>
     public string JobsDirectory => Path.Combine(DataDirectory, "training", "jobs");
 
@@ -63,6 +69,10 @@ public sealed record TrainingOptions
                 ? long.Parse(m, NumberStyles.Integer, CultureInfo.InvariantCulture)
                 : defaults.MaxJobMemoryBytes,
             MaxAttempts = Int(section, "MaxAttempts", defaults.MaxAttempts),
+            SweepSupervisors = Int(section, "SweepSupervisors", defaults.SweepSupervisors),
+            SweepPollInterval = section["SweepPollSeconds"] is { Length: > 0 } poll
+                ? TimeSpan.FromSeconds(double.Parse(poll, NumberStyles.Float, CultureInfo.InvariantCulture))
+                : defaults.SweepPollInterval,
         };
     }
 

@@ -17,7 +17,7 @@ public static class TrainingServiceExtensions
         return builder;
     }
 
-    /// <summary>Options, model catalog, curation reader, job store, artifact store, registry and <c>Training:Workers</c> workers.</summary>
+    /// <summary>Options, model catalog, curation reader, job store, artifact store, registry, <c>Training:Workers</c> workers and the sweep supervisors.</summary>
     public static IServiceCollection AddTrainingWorkers(this IServiceCollection services, IConfiguration configuration)
     {
         var options = TrainingOptions.FromConfiguration(configuration);
@@ -28,6 +28,7 @@ public static class TrainingServiceExtensions
         services.AddSingleton(FineTunedModelRegistry.ForDataDirectory(options.DataDirectory));
         services.AddSingleton(sp => TrainingJobs.CreateAsync(configuration, sp.GetRequiredService<JobFiles>(), options.ArtifactsDirectory).GetAwaiter().GetResult());
         services.AddSingleton<TrainingRun>();
+        services.AddSingleton<SweepRun>();
         services.AddHostedService<TrainingWorkerHost>();
         return services;
     }

@@ -43,8 +43,14 @@ public sealed record TrainingGraphOptions
 /// <param name="Tokens">Tokens that carried a loss.</param>
 public readonly record struct LossSum(double Sum, int Tokens)
 {
+    /// <summary>Target tokens whose largest logit is the target (argmax = label).</summary>
+    public int Correct { get; init; }
+
     /// <summary>Mean loss per target token.</summary>
     public double Mean => Tokens == 0 ? 0 : Sum / Tokens;
+
+    /// <summary>Mean token accuracy: <see cref="Correct"/> / <see cref="Tokens"/>.</summary>
+    public double Accuracy => Tokens == 0 ? 0 : (double)Correct / Tokens;
 }
 
 /// <summary>Forward and backward passes of a <see cref="LlamaModel"/> over packed batches, with every activation buffer sized once.</summary>
@@ -187,7 +193,7 @@ public sealed class LlamaTrainingModel
         dNorm.Clear();
         var headGrad = _gradients is null ? default : _gradients[_model.Output];
         var sum = CrossEntropyOp.ForwardBackward<float>(dNorm, headGrad, _finalNorm.AsSpan(0, n * d), _model.Output.Span, batch.Targets,
-            _model.Config.VocabSize, d, gradScale, _chunkRows, _lossScratch);
+            _model.Config.VocabSize, d, gradScale, _chunkRows, _lossScratch, out var correct);
 
         var dX = _dX.AsSpan(0, n * d);
         dX.Clear();
@@ -210,7 +216,7 @@ public sealed class LlamaTrainingModel
             EmbeddingOp.Backward<float>(_gradients[_model.Embeddings], batch.Tokens, dX, d);
         }
 
-        return new LossSum(sum, batch.TargetCount);
+        return new LossSum(sum, batch.TargetCount) { Correct = correct };
     }
 
     /// <summary>The loss alone (validation): no gradients, no backward caches beyond one layer's.</summary>
@@ -220,8 +226,8 @@ public sealed class LlamaTrainingModel
         var n = batch.Batch * batch.Sequence;
         Forward(batch, keepCaches: false, training: false);
         var sum = CrossEntropyOp.ForwardBackward<float>(default, default, _finalNorm.AsSpan(0, n * _model.Config.HiddenSize), _model.Output.Span,
-            batch.Targets, _model.Config.VocabSize, _model.Config.HiddenSize, 0, _chunkRows, _lossScratch);
-        return new LossSum(sum, batch.TargetCount);
+            batch.Targets, _model.Config.VocabSize, _model.Config.HiddenSize, 0, _chunkRows, _lossScratch, out var correct);
+        return new LossSum(sum, batch.TargetCount) { Correct = correct };
     }
 
     private void CheckBatch(TrainingBatch batch)

@@ -18,10 +18,75 @@ namespace TuningPlatform.TrainingService.Jobs;
 /// from curation and tokenised with the model's tokenizer and chat template, which sizes the run (steps,
 /// tokens, memory) and fills the auto values (FAILED_PRECONDITION naming the setting when it cannot run).
 /// </summary>
-public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog models, DatasetSource datasets, FineTunedModelRegistry registry)
+public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog models, DatasetSource datasets, FineTunedModelRegistry registry, TrainingJobs jobs)
 {
     /// <summary>The job a request describes, fully resolved, not yet stored.</summary>
     public async Task<TrainingJob> PlanAsync(CreateJobRequest request, CancellationToken cancellationToken)
+    {
+        var setup = await SetUpAsync(request, cancellationToken);
+        var requested = request.Hyperparameters ?? new Hyperparameters();
+        return await ResolveJobAsync(setup, requested, Int(requested.Seed) ?? RandomNumberGenerator.GetInt32(int.MaxValue), [], cancellationToken);
+    }
+
+    /// <summary>
+    /// A sweep: the parent (kind SWEEP; the request's hyperparameters, the children's estimates summed) and one fully
+    /// resolved child per combination of the grid, none stored yet. Children share one seed unless it is an axis, so
+    /// their data order and validation hold-out are the same; the data is read and encoded once per seed.
+    /// </summary>
+    public async Task<(TrainingJob Parent, List<(TrainingJob Job, SweepTrialPlan Trial)> Children)> PlanSweepAsync(CreateJobRequest request,
+        CancellationToken cancellationToken)
+    {
+        var setup = await SetUpAsync(request, cancellationToken);
+        var requested = request.Hyperparameters ?? new Hyperparameters();
+        var trials = SweepGrid.Expand(request.Sweep, requested, setup.Template.Method, setup.Template.Objective);
+        var seed = Int(requested.Seed) ?? RandomNumberGenerator.GetInt32(int.MaxValue);
+        var cache = new Dictionary<long, PreparedData>();
+        var children = new List<(TrainingJob, SweepTrialPlan)>();
+        foreach (var trial in trials)
+        {
+            TrainingJob child;
+            try
+            {
+                child = await ResolveJobAsync(setup, trial.Hyperparameters, seed, cache, cancellationToken);
+            }
+            catch (RpcException e) when (e.StatusCode is StatusCode.InvalidArgument or StatusCode.FailedPrecondition)
+            {
+                // Name the trial: a memory estimate or a sequence length may fail for one combination only.
+                var assignment = string.Join(", ", trial.Assignment.Select(p => $"{p.Key} = {p.Value}"));
+                var param = e.Trailers.GetValue("x-error-param") ?? "sweep";
+                var detail = e.Status.Detail.StartsWith(param + ": ", StringComparison.Ordinal) ? e.Status.Detail[(param.Length + 2)..] : e.Status.Detail;
+                throw RpcErrors.Create(e.StatusCode, param, e.Trailers.GetValue("x-error-code") ?? "invalid_argument", $"{param}: trial {assignment}: {detail}");
+            }
+            if (child.Estimate.ValidationExamples == 0)
+            {
+                RpcErrors.FailedPrecondition("validation", "a sweep compares its trials by validation loss: give validation data (validation, or a VALIDATION split)");
+            }
+            children.Add((child, trial));
+        }
+
+        var parent = setup.Template.Clone();
+        parent.Kind = TrainingJobKind.Sweep;
+        parent.Sweep = request.Sweep.Clone();
+        parent.RequestedHyperparameters = requested.Clone();
+        parent.Hyperparameters = requested.Clone();
+        parent.Estimate = new TrainingEstimate
+        {
+            TotalSteps = children.Sum(c => c.Item1.Estimate.TotalSteps),
+            TrainingTokens = children.Sum(c => c.Item1.Estimate.TrainingTokens),
+            PeakMemoryBytes = children.Max(c => c.Item1.Estimate.PeakMemoryBytes),
+            TrainableParameters = children.Max(c => c.Item1.Estimate.TrainableParameters),
+            TotalParameters = children[0].Item1.Estimate.TotalParameters,
+            TrainingExamples = children[0].Item1.Estimate.TrainingExamples,
+            ValidationExamples = children[0].Item1.Estimate.ValidationExamples,
+        };
+        parent.Warnings.AddRange(children.SelectMany(c => c.Item1.Warnings).Distinct());
+        return (parent, children);
+    }
+
+    /// <summary>What every job of a request shares: the checked fields, the model, the data versions, init_from.</summary>
+    private sealed record Setup(TrainingJob Template, LlamaConfig Config, ExampleEncoder Encoder, DatasetVersion TrainVersion, InitSource? Init);
+
+    private async Task<Setup> SetUpAsync(CreateJobRequest request, CancellationToken cancellationToken)
     {
         var scratch = request.ModelSource?.SourceCase == ModelSource.SourceOneofCase.FromScratch;
         var method = request.Method == TrainingMethod.Unspecified ? (scratch ? TrainingMethod.Full : TrainingMethod.Lora) : request.Method;
@@ -61,13 +126,19 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
             }
             config = LoadConfig(modelDirectory);
         }
+        InitSource? init = null;
         if (request.InitFrom.Length > 0)
         {
-            if (registry.Find(request.InitFrom) is null)
+            init = await InitSource.ResolveAsync(request.InitFrom, registry, jobs, cancellationToken);
+            if (init.BaseModelId != baseModelId)
             {
-                RpcErrors.NotFound("init_from", $"no fine-tuned model '{request.InitFrom}'");
+                RpcErrors.FailedPrecondition("init_from", $"'{request.InitFrom}' was trained from base model '{init.BaseModelId}', not '{baseModelId}'");
             }
-            RpcErrors.Throw(StatusCode.Unimplemented, "init_from", "unimplemented", "continuing from a fine-tuned model is not built yet (issue #7)");
+            if (init.Full != (method == TrainingMethod.Full))
+            {
+                RpcErrors.FailedPrecondition("init_from",
+                    $"'{request.InitFrom}' holds {(init.Full ? "full-model weights" : "a LoRA adapter")}; method {method} continues from {(method == TrainingMethod.Full ? "a FULL job's model" : "a LORA or QLORA adapter")}");
+            }
         }
 
         var modelParam = scratch ? "model_source.from_scratch.tokenizer_model_id" : "model_source.base_model_id";
@@ -83,16 +154,13 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
             BaseModelId = baseModelId,
             Method = method,
             Objective = objective,
-            RequestedHyperparameters = request.Hyperparameters?.Clone() ?? new Hyperparameters(),
             Suffix = request.Suffix,
             MergeOnCompletion = request.MergeOnCompletion,
             Priority = request.Priority,
             Device = request.Device,
+            InitFrom = request.InitFrom,
         };
         job.Metadata.Add(request.Metadata);
-        var h = job.RequestedHyperparameters.Clone();
-        job.Hyperparameters = h;
-        h.Seed = new AutoInt { Value = Int(h.Seed) ?? RandomNumberGenerator.GetInt32(int.MaxValue) };
 
         var trainVersion = await datasets.GetVersionAsync(request.TrainingDataset, "training_dataset", cancellationToken);
         var wantKind = objective == TrainingObjective.Supervised ? DatasetKind.Chat : DatasetKind.Text;
@@ -104,27 +172,37 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
         var split = ResolveSplit(trainVersion, request.TrainingDataset.Split, "training_dataset.split");
         job.TrainingDataset = new DatasetRef { VersionId = trainVersion.Id, DatasetId = trainVersion.DatasetId, Split = split };
         job.Validation = await ResolveValidationAsync(request, trainVersion, wantKind, cancellationToken);
+        return new Setup(job, config, new ExampleEncoder(tokenizer, template), trainVersion, init);
+    }
 
-        var data = await JobData.PrepareAsync(job, datasets, new ExampleEncoder(tokenizer, template), cancellationToken);
+    /// <summary>One job of the request with <paramref name="requested"/> hyperparameters: data read (once per seed), every auto value resolved.</summary>
+    private async Task<TrainingJob> ResolveJobAsync(Setup setup, Hyperparameters requested, long seed, Dictionary<long, PreparedData> cache,
+        CancellationToken cancellationToken)
+    {
+        var job = setup.Template.Clone();
+        job.RequestedHyperparameters = requested.Clone();
+        var h = requested.Clone();
+        job.Hyperparameters = h;
+        h.Seed = new AutoInt { Value = Int(h.Seed) ?? seed };
+        if (!cache.TryGetValue(h.Seed.Value, out var data))
+        {
+            data = cache[h.Seed.Value] = await JobData.PrepareAsync(job, datasets, setup.Encoder, cancellationToken);
+        }
         if (data.Train.Count == 0)
         {
             RpcErrors.FailedPrecondition("training_dataset",
-                $"version {trainVersion.Id} has no example to train on ({data.WithoutCompletion} conversation(s) do not end with an assistant turn)");
+                $"version {setup.TrainVersion.Id} has no example to train on ({data.WithoutCompletion} conversation(s) do not end with an assistant turn)");
         }
         if (data.WithoutCompletion > 0)
         {
             job.Warnings.Add($"{data.WithoutCompletion} conversation(s) without a final assistant turn were left out");
         }
-        Resolve(job, config, data);
+        Resolve(job, setup.Config, data, setup.Init);
         return job;
     }
 
     private static void CheckFields(CreateJobRequest request, TrainingMethod method, TrainingObjective objective)
     {
-        if (request.Sweep is { Axes.Count: > 0 })
-        {
-            RpcErrors.Throw(StatusCode.Unimplemented, "sweep", "unimplemented", "sweeps are not built yet (issue #7)");
-        }
         switch (request.ModelSource?.SourceCase)
         {
             case ModelSource.SourceOneofCase.BaseModelId when ModelCatalog.IsValidId(request.ModelSource.BaseModelId):
@@ -137,6 +215,10 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
                 if (method != TrainingMethod.Full)
                 {
                     RpcErrors.InvalidArgument("method", $"from_scratch trains every weight: method must be FULL, got {method}");
+                }
+                if (request.InitFrom.Length > 0)
+                {
+                    RpcErrors.InvalidArgument("init_from", "from_scratch starts from random weights; init_from continues from trained ones: set one of them");
                 }
                 break;
             default:
@@ -202,7 +284,8 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
         CheckHyperparameters(request.Hyperparameters ?? new Hyperparameters(), method, objective);
     }
 
-    private static void CheckHyperparameters(Hyperparameters h, TrainingMethod method, TrainingObjective objective)
+    /// <summary>Range and consistency checks of hyperparameters that need no data (INVALID_ARGUMENT naming the field).</summary>
+    internal static void CheckHyperparameters(Hyperparameters h, TrainingMethod method, TrainingObjective objective)
     {
         Range(h.Epochs, 1, 50, "epochs");
         Range(h.MaxSteps, 0, int.MaxValue, "max_steps");
@@ -220,11 +303,6 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
             RpcErrors.InvalidArgument("hyperparameters.warmup_steps", "set warmup_ratio or warmup_steps, not both");
         }
         Range(h.MinLrRatio, 0, 1, "min_lr_ratio");
-        if (Double(h.MinLrRatio) is { } minLr && minLr != 0)
-        {
-            RpcErrors.InvalidArgument("hyperparameters.min_lr_ratio",
-                $"the engine's schedules decay to 0; only 0 is supported, got {Num(minLr)}");
-        }
         Range(h.WeightDecay, 0, 1, "weight_decay");
         RangeOpen(h.AdamBeta1, "adam_beta1");
         RangeOpen(h.AdamBeta2, "adam_beta2");
@@ -332,7 +410,7 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
     }
 
     /// <summary>Fills every auto value from the model and the encoded data, and the estimate.</summary>
-    private void Resolve(TrainingJob job, LlamaConfig config, PreparedData data)
+    private void Resolve(TrainingJob job, LlamaConfig config, PreparedData data, InitSource? init)
     {
         var h = job.Hyperparameters;
         var full = job.Method == TrainingMethod.Full;
@@ -365,6 +443,25 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
         var lora = full ? null : (h.Lora ??= new LoraHyperparameters());
         var trainable = Recipe.ParameterCounts(config).Total;
         var baseDtype = WeightDtype.Fp32;
+        if (lora is not null && init?.Lora is { } from)
+        {
+            // Continuing an adapter: its shape and scale are fixed (auto takes them; a different value cannot start from it).
+            Same(Int(lora.Rank), from.Rank.Value, "lora.rank", job.InitFrom);
+            Same(Double(lora.Alpha), from.Alpha.Value, "lora.alpha", job.InitFrom);
+            Same(Bool(lora.UseRslora), from.UseRslora.Value, "lora.use_rslora", job.InitFrom);
+            if (lora.TargetModules.Count > 0 && !lora.TargetModules.Order().SequenceEqual(from.TargetModules.Order()))
+            {
+                RpcErrors.FailedPrecondition("hyperparameters.lora.target_modules",
+                    $"init_from '{job.InitFrom}' adapts {string.Join(", ", from.TargetModules)}; leave target_modules empty (auto) or list the same");
+            }
+            lora.Rank = from.Rank.Clone();
+            lora.Alpha = from.Alpha.Clone();
+            lora.UseRslora = from.UseRslora.Clone();
+            if (lora.TargetModules.Count == 0)
+            {
+                lora.TargetModules.AddRange(from.TargetModules);
+            }
+        }
         if (lora is not null)
         {
             var rank = (int)(Int(lora.Rank) ?? 16);
@@ -428,7 +525,7 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
         var warmupSteps = Int(h.WarmupSteps) ?? (long)Math.Round((Double(h.WarmupRatio) ?? 0.03) * totalSteps);
         h.WarmupRatio = new AutoDouble { Value = Double(h.WarmupRatio) ?? (totalSteps == 0 ? 0 : (double)warmupSteps / totalSteps) };
         h.WarmupSteps = new AutoInt { Value = warmupSteps };
-        h.MinLrRatio = new AutoDouble { Value = 0 };
+        h.MinLrRatio = new AutoDouble { Value = Double(h.MinLrRatio) ?? 0.1 };
         h.WeightDecay = new AutoDouble { Value = Double(h.WeightDecay) ?? (full ? 0.01 : 0) };
         h.AdamBeta1 = new AutoDouble { Value = Double(h.AdamBeta1) ?? 0.9 };
         h.AdamBeta2 = new AutoDouble { Value = Double(h.AdamBeta2) ?? 0.999 };
@@ -451,6 +548,16 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
             TrainingExamples = data.Train.Count,
             ValidationExamples = data.Validation.Count,
         };
+    }
+
+    private static void Same<T>(T? requested, T fixedValue, string name, string initFrom)
+        where T : struct
+    {
+        if (requested is { } v && !v.Equals(fixedValue))
+        {
+            RpcErrors.FailedPrecondition("hyperparameters." + name,
+                $"init_from '{initFrom}' is an adapter with {name} = {Convert.ToString(fixedValue, CultureInfo.InvariantCulture)}; leave it auto or set the same, got {Convert.ToString(v, CultureInfo.InvariantCulture)}");
+        }
     }
 
     private static LlamaConfig LoadConfig(string modelDirectory)

@@ -19,6 +19,12 @@ public sealed class TrainingJobs : IAsyncDisposable
     /// <summary>The queue and job kind.</summary>
     public const string Kind = "training";
 
+    /// <summary>The queue and job kind of sweep parents, which supervise their children and train nothing.</summary>
+    public const string SweepKind = "training-sweep";
+
+    /// <summary>True for the kinds this service owns (single jobs and sweep parents).</summary>
+    public static bool IsTrainingKind(string kind) => kind is Kind or SweepKind;
+
     private TrainingJobs(RedisConnection? connection, JobFiles files, string artifactsRoot)
     {
         Connection = connection;
@@ -60,20 +66,24 @@ public sealed class TrainingJobs : IAsyncDisposable
         return Store;
     }
 
-    /// <summary>Every training job, newest first (the list filters and counts run over it).</summary>
+    /// <summary>Every training job and sweep parent, newest first (the list filters and counts run over it).</summary>
     public async Task<List<JobInfo>> ListAllAsync(CancellationToken cancellationToken)
     {
         var store = Require();
         var all = new List<JobInfo>();
-        string? token = null;
-        do
+        foreach (var kind in new[] { Kind, SweepKind })
         {
-            var page = await Call(() => store.ListAsync(Kind, 1000, token, cancellationToken));
-            all.AddRange(page.Jobs);
-            token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
+            string? token = null;
+            do
+            {
+                var page = await Call(() => store.ListAsync(kind, 1000, token, cancellationToken));
+                all.AddRange(page.Jobs);
+                token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
+            }
+            while (token is not null);
         }
-        while (token is not null);
-        return all;
+        // Each kind's index is newest first; merge them (ids break ties between jobs created in the same instant).
+        return [.. all.OrderByDescending(j => j.CreatedAt).ThenByDescending(j => j.Id, StringComparer.Ordinal)];
     }
 
     /// <summary>The job as the API shows it: payload, state, live metrics, result.</summary>
@@ -89,6 +99,9 @@ public sealed class TrainingJobs : IAsyncDisposable
             job.TrainedTokens = live.TrainedTokens;
             job.ResumedFromCheckpointId = live.ResumedFromCheckpointId;
             job.Warnings.AddRange(live.Warnings.Except(job.Warnings));
+            // Sweep parents: the children and their summary, kept by the API at creation and the supervisor since.
+            job.ChildJobIds.AddRange(live.ChildJobIds);
+            job.SweepSummary = live.SweepSummary;
         }
         if (info.Result.Length > 0)
         {

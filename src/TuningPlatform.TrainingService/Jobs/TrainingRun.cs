@@ -27,7 +27,8 @@ namespace TuningPlatform.TrainingService.Jobs;
 public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, DatasetSource datasets, JobFiles files,
     TrainingJobs jobs, FineTunedModelRegistry registry)
 {
-    private const string StateFile = "state.safetensors";
+    /// <summary>The engine's exact-resume state inside a checkpoint directory.</summary>
+    internal const string StateFile = "state.safetensors";
     private const string ResumeFile = "resume.json";
 
     /// <summary>Runs one attempt of a job.</summary>
@@ -82,9 +83,13 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
             WeightDtype.Bf16 => new ModelLoadOptions { ProjectionDType = ParameterDType.BFloat16 },
             _ => null,
         };
+        // init_from: the weights of an earlier job (its model, a full checkpoint's parameters, or its adapter, copied in below).
+        // A resumed attempt takes its weights from its own checkpoint instead.
+        var resuming = context.ResumeFrom.Length > 0 && files.ReadCheckpoint(job.Id, context.ResumeFrom) is not null;
+        var init = job.InitFrom.Length > 0 && !resuming ? await ResolveInitAsync(job.InitFrom, token) : null;
         var model = scratch
             ? ScratchModels.Create(config, job.ModelSource.FromScratch.InitializerRange, seed)
-            : LlamaModel.LoadHf(modelDirectory, loadOptions);
+            : init is { Full: true } ? init.LoadModel(modelDirectory) : LlamaModel.LoadHf(modelDirectory, loadOptions);
         var graphOptions = new TrainingGraphOptions { ActivationCheckpointing = h.ActivationCheckpointing.Value };
         LoRAAdapter? adapter = null;
         LlamaTrainingModel graph;
@@ -97,6 +102,7 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
         else
         {
             adapter = LoRAAdapter.Create(model, MapToLoRAConfig(lora, job.BaseModelId), unchecked((int)seed));
+            init?.CopyAdapterInto(adapter, model);
             trainable = adapter.Gradients;
             graph = new LlamaTrainingModel(model, batch, seq, null, adapter.Projections(dropoutSeed: unchecked((int)seed)), graphOptions);
         }
@@ -107,7 +113,10 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
                 LrScheduler.Linear => DecayKind.Linear,
                 LrScheduler.Constant => DecayKind.Constant,
                 _ => DecayKind.Cosine,
-            }),
+            })
+            {
+                MinLearningRateRatio = h.MinLrRatio.Value,
+            },
             AdamW = new AdamWOptions
             {
                 Beta1 = h.AdamBeta1.Value,
@@ -169,6 +178,7 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
             state.ElapsedMs += (long)(seconds * 1000);
             lastTrainLoss = result.Loss;
             state.LastTrainLoss = result.Loss;
+            state.LastTrainAccuracy = result.TokenAccuracy;
             recent.Enqueue((seconds, result.Tokens));
             if (recent.Count > 10)
             {
@@ -183,6 +193,7 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
                 TotalSteps = totalSteps,
                 Epoch = Math.Round(epochProgress, 4),
                 TrainLoss = result.Loss,
+                TrainMeanTokenAccuracy = result.TokenAccuracy,
                 LearningRate = result.LearningRate,
                 GradNorm = result.GradNorm,
                 TokensPerSecond = recent.Sum(r => r.Tokens) / Math.Max(1e-9, recent.Sum(r => r.Seconds)),
@@ -239,10 +250,16 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
             StoppedEarly = stoppedEarly,
         };
         resultMessage.Metrics["train_loss"] = lastTrainLoss;
+        resultMessage.Metrics["train_mean_token_accuracy"] = state.LastTrainAccuracy;
         resultMessage.Metrics["trained_tokens"] = state.TrainedTokens;
         if (state.BestValidationLoss is { } bestLoss)
         {
             resultMessage.Metrics["valid_loss"] = bestLoss;
+        }
+        if (source?.Metrics.TryGetValue("valid_mean_token_accuracy", out var bestAccuracy) == true)
+        {
+            // The accuracy of the weights the result holds (the best checkpoint's evaluation).
+            resultMessage.Metrics["valid_mean_token_accuracy"] = bestAccuracy;
         }
         var work = Directory.CreateTempSubdirectory("tp-train-").FullName;
         try
@@ -295,10 +312,24 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
         return JobFiles.Formatter.Format(resultMessage);
     }
 
+    private async Task<InitSource> ResolveInitAsync(string initFrom, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await InitSource.ResolveAsync(initFrom, registry, jobs, cancellationToken);
+        }
+        catch (RpcException e) when (e.StatusCode is StatusCode.NotFound or StatusCode.FailedPrecondition)
+        {
+            // Checked at creation; the model may have been deleted since.
+            throw new JobFailedException(new JobError("init_from_unavailable", e.Status.Detail, "init_from"));
+        }
+    }
+
     private static EvalMetrics Evaluate(Trainer trainer, IReadOnlyList<TrainingBatch> validation, int step, double epoch, ResumeState state, Hyperparameters h)
     {
         var clock = Stopwatch.StartNew();
-        var loss = trainer.Evaluate(validation);
+        var sum = trainer.EvaluateSum(validation);
+        var loss = sum.Mean;
         var improved = state.BestValidationLoss is not { } best || loss < best - h.EarlyStoppingMinDelta.Value;
         if (improved)
         {
@@ -316,6 +347,7 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
             Epoch = Math.Round(epoch, 4),
             ValidationLoss = loss,
             ValidationPerplexity = Math.Exp(loss),
+            ValidationMeanTokenAccuracy = sum.Accuracy,
             IsBest = improved,
             EvaluationsWithoutImprovement = state.EvaluationsWithoutImprovement,
             EvalTimeMs = clock.ElapsedMilliseconds,
@@ -364,9 +396,11 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
             },
         };
         checkpoint.Metrics["train_loss"] = lastTrainLoss;
+        checkpoint.Metrics["train_mean_token_accuracy"] = state.LastTrainAccuracy;
         if (eval is not null)
         {
             checkpoint.Metrics["valid_loss"] = eval.ValidationLoss;
+            checkpoint.Metrics["valid_mean_token_accuracy"] = eval.ValidationMeanTokenAccuracy;
         }
         files.WriteCheckpoint(job.Id, checkpoint);
         if (adapter is not null)
@@ -473,6 +507,8 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
         public long ElapsedMs { get; set; }
 
         public double LastTrainLoss { get; set; }
+
+        public double LastTrainAccuracy { get; set; }
 
         public double? BestValidationLoss { get; set; }
 

@@ -29,28 +29,124 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
     private const int DefaultPageSize = 50;
     private const int MaxPageSize = 1000;
 
-    /// <summary>CreateJob: checks, resolves and queues a job (or only checks it, with validate_only).</summary>
+    /// <summary>CreateJob: checks, resolves and queues a job or a sweep (or only checks it, with validate_only).</summary>
     public async Task<CreateJobResponse> CreateJob(CreateJobRequest request, ServerCallContext context)
     {
         var token = context.CancellationToken;
         var store = request.ValidateOnly ? null : jobs.Require();
+        if (store is not null && await FindRepeatAsync(request, token) is { } first)
+        {
+            // Before planning and the queue check: a repeat returns the first job (or sweep) even when the queue is now full.
+            return new CreateJobResponse { Job = jobs.MapToJob(first) };
+        }
+        if (SweepGrid.IsSweep(request))
+        {
+            return new CreateJobResponse { Job = await CreateSweepAsync(request, store, token) };
+        }
         var job = await planner.PlanAsync(request, token);
         if (store is null)
         {
             job.State = new JobState { Status = JobStatus.Validating, CreatedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
             return new CreateJobResponse { Job = job };
         }
-        var waiting = (await jobs.ListAllAsync(token)).Count(j => j.Status is CoordinationJobStatus.Queued or CoordinationJobStatus.Validating);
-        if (waiting >= options.MaxQueuedJobs)
-        {
-            RpcErrors.ResourceExhausted("Training:MaxQueuedJobs", $"the queue holds its maximum of {options.MaxQueuedJobs} waiting jobs; try again when some have started");
-        }
+        await CheckQueueRoomAsync(1, token);
         var created = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(job))
         {
             RequestId = request.RequestId.Length > 0 ? request.RequestId : null,
             MaxAttempts = options.MaxAttempts,
         }, token));
         return new CreateJobResponse { Job = jobs.MapToJob(created.Job) };
+    }
+
+    /// <summary>
+    /// A sweep: every child is planned first (so a bad combination stores nothing), then the parent is stored
+    /// VALIDATING, the children after it (QUEUED, or VALIDATING beyond max_parallel, released by the supervisor),
+    /// their summary written, and only then the parent queued for a supervisor.
+    /// </summary>
+    private async Task<TrainingJob> CreateSweepAsync(CreateJobRequest request, JobStore? store, CancellationToken token)
+    {
+        var (parent, children) = await planner.PlanSweepAsync(request, token);
+        if (store is null)
+        {
+            parent.State = new JobState { Status = JobStatus.Validating, CreatedAt = Timestamp.FromDateTimeOffset(DateTimeOffset.UtcNow) };
+            parent.SweepSummary = new SweepSummary();
+            foreach (var (_, trial) in children)
+            {
+                parent.SweepSummary.Trials.Add(MapToTrial("", trial, JobStatus.Validating));
+            }
+            return parent;
+        }
+        await CheckQueueRoomAsync(children.Count, token);
+        var created = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.SweepKind, "ftjob-", JobFiles.Formatter.Format(parent))
+        {
+            RequestId = request.RequestId.Length > 0 ? request.RequestId : null,
+            MaxAttempts = options.MaxAttempts,
+            StartValidating = true,
+        }, token));
+        if (!created.Created)
+        {
+            return jobs.MapToJob(created.Job);
+        }
+        var parentId = created.Job.Id;
+        var live = new TrainingJob { SweepSummary = new SweepSummary() };
+        try
+        {
+            var maxParallel = request.Sweep.MaxParallel;
+            for (var i = 0; i < children.Count; i++)
+            {
+                var (child, trial) = children[i];
+                child.ParentJobId = parentId;
+                var held = maxParallel > 0 && i >= maxParallel;
+                // Not the request's token: once the parent exists, its children are created whatever the client does.
+                var stored = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(child))
+                {
+                    MaxAttempts = options.MaxAttempts,
+                    StartValidating = held,
+                }, CancellationToken.None));
+                live.ChildJobIds.Add(stored.Job.Id);
+                live.SweepSummary.Trials.Add(MapToTrial(stored.Job.Id, trial, held ? JobStatus.Validating : JobStatus.Queued));
+            }
+            jobs.Files.WriteLive(parentId, live);
+            await TrainingJobs.Call(() => store.MarkValidatedAsync(parentId, CancellationToken.None));
+        }
+        catch (Exception e) when (e is RpcException or IOException)
+        {
+            // Nothing half-made stays runnable: the children made so far are cancelled, the parent fails with the cause.
+            await SweepRun.CancelChildrenAsync(store, live.SweepSummary, CancellationToken.None);
+            jobs.Files.WriteLive(parentId, live);
+            await store.MarkInvalidAsync(parentId, new JobError("sweep_creation_failed", e.Message, "sweep"), CancellationToken.None);
+            throw;
+        }
+        return jobs.MapToJob(await TrainingJobs.Call(() => store.GetAsync(parentId, CancellationToken.None)));
+    }
+
+    private static SweepTrial MapToTrial(string jobId, SweepTrialPlan trial, JobStatus status)
+    {
+        var result = new SweepTrial { JobId = jobId, Status = status };
+        result.Assignment.Add(trial.Assignment.ToDictionary());
+        return result;
+    }
+
+    /// <summary>The job created earlier with this request id, within the store's request id retention; null without one.</summary>
+    private async Task<JobInfo?> FindRepeatAsync(CreateJobRequest request, CancellationToken token)
+    {
+        if (request.RequestId.Length == 0)
+        {
+            return null;
+        }
+        var kind = SweepGrid.IsSweep(request) ? TrainingJobs.SweepKind : TrainingJobs.Kind;
+        var since = DateTimeOffset.UtcNow - jobs.Connection!.Options.RequestIdRetention;
+        return (await jobs.ListAllAsync(token)).FirstOrDefault(j => j.Kind == kind && j.RequestId == request.RequestId && j.CreatedAt > since);
+    }
+
+    private async Task CheckQueueRoomAsync(int adding, CancellationToken token)
+    {
+        var waiting = (await jobs.ListAllAsync(token)).Count(j => j.Kind == TrainingJobs.Kind && j.Status is CoordinationJobStatus.Queued or CoordinationJobStatus.Validating);
+        if (waiting + adding > options.MaxQueuedJobs)
+        {
+            RpcErrors.ResourceExhausted("Training:MaxQueuedJobs",
+                $"the queue holds {waiting} waiting jobs and takes at most {options.MaxQueuedJobs}; {adding} more do not fit; try again when some have started");
+        }
     }
 
     /// <summary>GetJob.</summary>
@@ -86,12 +182,25 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
     public async Task<CancelJobResponse> CancelJob(CancelJobRequest request, ServerCallContext context)
     {
         var token = context.CancellationToken;
-        await GetInfoAsync(request.JobId, token);
+        var current = await GetInfoAsync(request.JobId, token);
         if (request.SkipCheckpoint)
         {
             jobs.Files.Mark(request.JobId, "skip-checkpoint");
         }
-        var info = await TrainingJobs.Call(() => jobs.Require().CancelAsync(request.JobId, "cancelled by request", token));
+        var store = jobs.Require();
+        var info = await TrainingJobs.Call(() => store.CancelAsync(request.JobId, "cancelled by request", token));
+        if (current.Kind == TrainingJobs.SweepKind && jobs.Files.ReadLive(request.JobId)?.SweepSummary is { } summary)
+        {
+            // At once, whether or not a supervisor follows the sweep now (it also cancels them when it sees the cancel).
+            foreach (var childId in summary.Trials.Select(t => t.JobId).Where(id => id.Length > 0))
+            {
+                if (request.SkipCheckpoint)
+                {
+                    jobs.Files.Mark(childId, "skip-checkpoint");
+                }
+            }
+            await SweepRun.CancelChildrenAsync(store, summary, CancellationToken.None);
+        }
         return new CancelJobResponse { Job = jobs.MapToJob(info) };
     }
 
@@ -99,7 +208,10 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
     public async Task<PauseJobResponse> PauseJob(PauseJobRequest request, ServerCallContext context)
     {
         var token = context.CancellationToken;
-        await GetInfoAsync(request.JobId, token);
+        if ((await GetInfoAsync(request.JobId, token)).Kind == TrainingJobs.SweepKind)
+        {
+            RpcErrors.FailedPrecondition("job_id", $"job {request.JobId} is a sweep parent, which trains nothing; pause its children (child_job_ids)");
+        }
         var info = await TrainingJobs.Call(() => jobs.Require().PauseAsync(request.JobId, "paused by request", token));
         return new PauseJobResponse { Job = jobs.MapToJob(info) };
     }
@@ -247,6 +359,19 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             }
             RpcErrors.NotFound("model_id", $"no fine-tuned model '{request.ModelId}'");
         }
+        if (jobs.Store is not null)
+        {
+            var users = (await jobs.ListAllAsync(token))
+                .Where(j => !j.Status.IsTerminal())
+                .Select(jobs.MapToJob)
+                .Where(j => j.InitFrom == model.Id)
+                .Select(j => j.Id)
+                .ToList();
+            if (users.Count > 0)
+            {
+                RpcErrors.FailedPrecondition("model_id", $"'{model.Id}' is the init_from of job(s) that have not ended: {string.Join(", ", users)}; cancel them or wait");
+            }
+        }
         long freed = 0;
         if (Artifacts is { } artifacts)
         {
@@ -301,7 +426,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
         }
         var store = jobs.Require();
         var info = await TrainingJobs.Call(() => store.FindAsync(jobId, cancellationToken));
-        if (info is null || info.Kind != TrainingJobs.Kind)
+        if (info is null || !TrainingJobs.IsTrainingKind(info.Kind))
         {
             RpcErrors.NotFound("job_id", $"no training job '{jobId}'");
         }

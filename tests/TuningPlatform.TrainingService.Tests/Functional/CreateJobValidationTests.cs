@@ -63,6 +63,18 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
 
     private static AutoDouble D(double v) => new() { Value = v };
 
+    /// <summary>A sweep over the given axes, with the validation a sweep needs.</summary>
+    internal static SweepSpec Grid(CreateJobRequest request, params (string Parameter, string[] Values)[] axes)
+    {
+        request.Validation ??= new ValidationData { SplitFraction = 0.25 };
+        var sweep = new SweepSpec();
+        foreach (var (parameter, values) in axes)
+        {
+            sweep.Axes.Add(new SweepAxis { Parameter = parameter, Values = { values } });
+        }
+        return sweep;
+    }
+
     public static TheoryData<string, StatusCode, string> Cases => new()
     {
         { "no model", StatusCode.InvalidArgument, "model_source" },
@@ -97,8 +109,24 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
         { "patience without validation", StatusCode.FailedPrecondition, "hyperparameters.early_stopping_patience" },
         { "memory", StatusCode.FailedPrecondition, "hyperparameters.batch_size" },
         { "merge with full", StatusCode.InvalidArgument, "merge_on_completion" },
-        { "sweep", StatusCode.Unimplemented, "sweep" },
+        { "sweep unknown axis", StatusCode.InvalidArgument, "sweep.axes[0].parameter" },
+        { "sweep repeated axis", StatusCode.InvalidArgument, "sweep.axes[1].parameter" },
+        { "sweep lora axis with full", StatusCode.InvalidArgument, "sweep.axes[0].parameter" },
+        { "sweep no values", StatusCode.InvalidArgument, "sweep.axes[0].values" },
+        { "sweep value not a number", StatusCode.InvalidArgument, "sweep.axes[0].values[1]" },
+        { "sweep value out of range", StatusCode.InvalidArgument, "sweep.axes[1].values[0]" },
+        { "sweep repeated value", StatusCode.InvalidArgument, "sweep.axes[0].values[1]" },
+        { "sweep unknown enum value", StatusCode.InvalidArgument, "sweep.axes[0].values[0]" },
+        { "sweep value conflicts", StatusCode.InvalidArgument, "sweep.axes[0].values[0]" },
+        { "sweep combination conflicts", StatusCode.InvalidArgument, "sweep.axes" },
+        { "sweep too many trials", StatusCode.InvalidArgument, "sweep.axes" },
+        { "sweep negative max_parallel", StatusCode.InvalidArgument, "sweep.max_parallel" },
+        { "sweep without validation", StatusCode.FailedPrecondition, "validation" },
+        { "sweep beyond the queue", StatusCode.ResourceExhausted, "Training:MaxQueuedJobs" },
+        { "sweep trial over memory", StatusCode.FailedPrecondition, "hyperparameters.batch_size" },
         { "unknown init_from", StatusCode.NotFound, "init_from" },
+        { "unknown init_from checkpoint", StatusCode.NotFound, "init_from" },
+        { "init_from with scratch", StatusCode.InvalidArgument, "init_from" },
         { "scratch with lora", StatusCode.InvalidArgument, "method" },
         { "scratch id taken", StatusCode.AlreadyExists, "model_source.from_scratch.model_id" },
         { "scratch unknown tokenizer", StatusCode.NotFound, "model_source.from_scratch.tokenizer_model_id" },
@@ -134,7 +162,7 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
                 case "batch 300": h.BatchSize = I(300); break;
                 case "negative lr": h.LearningRate = D(-1e-4); break;
                 case "both warmups": h.WarmupRatio = D(0.1); h.WarmupSteps = I(3); break;
-                case "min lr ratio": h.MinLrRatio = D(0.1); break;
+                case "min lr ratio": h.MinLrRatio = D(1.5); break;
                 case "beta2 1": h.AdamBeta2 = D(1); break;
                 case "seq 8": h.MaxSeqLength = I(8); break;
                 case "seq beyond context": h.MaxSeqLength = I(4096); break;
@@ -155,8 +183,42 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
                 case "patience without validation": h.EarlyStoppingPatience = I(2); break;
                 case "memory": h.BatchSize = I(64); h.MaxSeqLength = I(512); h.ActivationCheckpointing = new AutoBool { Value = false }; break;
                 case "merge with full": r.Method = TrainingMethod.Full; r.MergeOnCompletion = true; break;
-                case "sweep": r.Sweep = new SweepSpec { Axes = { new SweepAxis { Parameter = "learning_rate", Values = { "1e-4", "2e-4" } } } }; break;
+                case "sweep unknown axis": r.Sweep = Grid(r, ("learning_rates", ["1e-4"])); break;
+                case "sweep repeated axis": r.Sweep = Grid(r, ("learning_rate", ["1e-4"]), ("learning_rate", ["2e-4"])); break;
+                case "sweep lora axis with full": r.Method = TrainingMethod.Full; r.Sweep = Grid(r, ("lora.rank", ["4", "8"])); break;
+                case "sweep no values": r.Sweep = Grid(r, ("learning_rate", [])); break;
+                case "sweep value not a number": r.Sweep = Grid(r, ("lora.rank", ["4", "eight"])); break;
+                case "sweep value out of range": r.Sweep = Grid(r, ("learning_rate", ["1e-4"]), ("lora.dropout", ["1.5"])); break;
+                case "sweep repeated value": r.Sweep = Grid(r, ("learning_rate", ["1e-4", "0.0001"])); break;
+                case "sweep unknown enum value": r.Sweep = Grid(r, ("lr_scheduler", ["EXPONENTIAL"])); break;
+                case "sweep value conflicts": h.WarmupSteps = I(2); r.Sweep = Grid(r, ("warmup_ratio", ["0.1"])); break;
+                case "sweep combination conflicts": r.Sweep = Grid(r, ("warmup_ratio", ["0.1"]), ("warmup_steps", ["2"])); break;
+                case "sweep too many trials":
+                    r.Sweep = Grid(r, ("learning_rate", [.. Enumerable.Range(1, 13).Select(i => $"{i}e-4")]), ("lora.rank", ["2", "4", "8", "16", "32"]));
+                    break;
+                case "sweep negative max_parallel": r.Sweep = Grid(r, ("learning_rate", ["1e-4"])); r.Sweep.MaxParallel = -1; break;
+                case "sweep without validation":
+                    r.Sweep = Grid(r, ("learning_rate", ["1e-4"]));
+                    r.Validation = null;
+                    break;
+                case "sweep beyond the queue":
+                    // Four trials, three places in the queue (Training:MaxQueuedJobs): nothing is stored.
+                    r.ValidateOnly = false;
+                    r.Sweep = Grid(r, ("learning_rate", ["1e-4", "2e-4"]), ("lora.rank", ["4", "8"]));
+                    break;
+                case "sweep trial over memory":
+                    // Batch 2 fits the 256 MiB a job may take here, batch 64 of 512 tokens does not: the failure names the trial.
+                    h.MaxSeqLength = I(512);
+                    h.ActivationCheckpointing = new AutoBool { Value = false };
+                    r.Sweep = Grid(r, ("batch_size", ["2", "64"]));
+                    break;
                 case "unknown init_from": r.InitFrom = "ft:stories260K-hf::ftjob-missing"; break;
+                case "unknown init_from checkpoint": r.InitFrom = "ftckpt-aaaaaaaaaaaaaaaaaaaaaaaa-3"; break;
+                case "init_from with scratch":
+                    r.Method = TrainingMethod.Full;
+                    r.ModelSource = Scratch("tiny-new");
+                    r.InitFrom = "ft:stories260K-hf::ftjob-missing";
+                    break;
                 case "scratch with lora": r.ModelSource = Scratch("tiny-new"); break;
                 case "scratch id taken": r.Method = TrainingMethod.Unspecified; r.ModelSource = Scratch(Platform.Model); break;
                 case "scratch unknown tokenizer":
@@ -177,7 +239,11 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
                 default: throw new ArgumentException(name);
             }
         });
-        await Platform.AssertFailsAsync(status, param, () => P.Training.CreateJobAsync(request, Platform.Call()));
+        var e = await Platform.AssertFailsAsync(status, param, () => P.Training.CreateJobAsync(request, Platform.Call()));
+        if (name == "sweep trial over memory")
+        {
+            Assert.StartsWith("hyperparameters.batch_size: trial batch_size = 64: the run needs", e.Status.Detail, StringComparison.Ordinal);
+        }
     }
 
     [Fact]
@@ -295,5 +361,90 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
 
         var events = await P.Training.ListJobEventsAsync(new ListJobEventsRequest { JobId = job.Id, Kinds = { TrainingEventKind.StatusChange } }, Platform.Call());
         Assert.Equal([JobStatus.Queued, JobStatus.Paused, JobStatus.Queued, JobStatus.Cancelled], events.Events.Select(e => e.StatusChange.Status));
+    }
+
+    [Fact]
+    public async Task Sweep_ValidateOnly_ResolvesEveryTrialAndStoresNothing()
+    {
+        var before = (await P.Training.ListJobsAsync(new ListJobsRequest(), Platform.Call())).Page.TotalSize;
+        var job = (await P.Training.CreateJobAsync(Valid(r =>
+        {
+            r.Sweep = Grid(r, ("lr_scheduler", ["linear", "COSINE"]), ("lora.rank", ["4", "8"]), ("packing", ["true"]));
+        }), Platform.Call())).Job;
+
+        Assert.Equal(TrainingJobKind.Sweep, job.Kind);
+        Assert.Equal(4, job.SweepSummary.Trials.Count);
+        // Row-major: the last axis varies fastest.
+        Assert.Equal(["linear/4", "linear/8", "COSINE/4", "COSINE/8"],
+            job.SweepSummary.Trials.Select(t => t.Assignment["lr_scheduler"] + "/" + t.Assignment["lora.rank"]));
+        Assert.All(job.SweepSummary.Trials, t => Assert.Equal("true", t.Assignment["packing"]));
+        Assert.True(job.Estimate.TotalSteps > 0 && job.Estimate.ValidationExamples == 6);
+        Assert.Equal(before, (await P.Training.ListJobsAsync(new ListJobsRequest(), Platform.Call())).Page.TotalSize);
+    }
+
+    [Fact]
+    public async Task Sweep_Created_ChildrenAreOrdinaryJobsAndCancellingTheParentCancelsThem()
+    {
+        var requestId = "sweep-" + Guid.NewGuid().ToString("N");
+        var request = Valid(r =>
+        {
+            r.ValidateOnly = false;
+            r.RequestId = requestId;
+            r.Metadata["sweep"] = "cancel";
+            r.Hyperparameters = new Hyperparameters { Epochs = I(1), Seed = I(3) };
+            r.Sweep = Grid(r, ("learning_rate", ["1e-3", "1e-2"]));
+            r.Sweep.MaxParallel = 1;
+        });
+        var parent = (await P.Training.CreateJobAsync(request, Platform.Call())).Job;
+        try
+        {
+            // A repeat with the same request id returns the same sweep and creates no more children.
+            var again = (await P.Training.CreateJobAsync(request, Platform.Call())).Job;
+            Assert.Equal(parent.Id, again.Id);
+            Assert.Equal(parent.ChildJobIds, again.ChildJobIds);
+            Assert.Equal(TrainingJobKind.Sweep, parent.Kind);
+            Assert.StartsWith("ftjob-", parent.Id, StringComparison.Ordinal);
+            Assert.Equal(2, parent.ChildJobIds.Count);
+            Assert.Contains(parent.State.Status, new[] { JobStatus.Queued, JobStatus.Running });
+
+            var children = (await P.Training.ListJobsAsync(new ListJobsRequest { ParentJobId = parent.Id }, Platform.Call())).Jobs;
+            Assert.Equal(parent.ChildJobIds.Order(), children.Select(c => c.Id).Order());
+            var byId = children.ToDictionary(c => c.Id);
+            var first = byId[parent.ChildJobIds[0]];
+            var second = byId[parent.ChildJobIds[1]];
+            Assert.All(children, c => Assert.Equal(parent.Id, c.ParentJobId));
+            Assert.All(children, c => Assert.Equal(TrainingJobKind.Single, c.Kind));
+            Assert.All(children, c => Assert.Equal(3, c.Hyperparameters.Seed.Value));
+            Assert.Equal(1e-3, first.Hyperparameters.LearningRate.Value);
+            Assert.Equal(1e-2, second.Hyperparameters.LearningRate.Value);
+            Assert.Equal("cancel", second.Metadata["sweep"]);
+            // No training worker here: the first child waits QUEUED, the second is held back by max_parallel.
+            Assert.Equal(JobStatus.Queued, first.State.Status);
+            Assert.Equal(JobStatus.Validating, second.State.Status);
+            var topLevel = (await P.Training.ListJobsAsync(new ListJobsRequest { TopLevelOnly = true, Metadata = { ["sweep"] = "cancel" } }, Platform.Call())).Jobs;
+            Assert.Equal(parent.Id, Assert.Single(topLevel).Id);
+            Assert.Equal(2, (await P.Training.ListJobsAsync(new ListJobsRequest { Statuses = { JobStatus.Queued, JobStatus.Validating }, ParentJobId = parent.Id }, Platform.Call())).Jobs.Count);
+
+            await Platform.AssertFailsAsync(StatusCode.FailedPrecondition, "job_id",
+                () => P.Training.PauseJobAsync(new PauseJobRequest { JobId = parent.Id }, Platform.Call()));
+        }
+        finally
+        {
+            await P.Training.CancelJobAsync(new CancelJobRequest { JobId = parent.Id }, Platform.Call());
+        }
+
+        foreach (var id in parent.ChildJobIds)
+        {
+            Assert.Equal(JobStatus.Cancelled, (await P.Training.GetJobAsync(new GetJobRequest { JobId = id }, Platform.Call())).Job.State.Status);
+        }
+        // The parent settles CANCELLED (at once when no supervisor had taken it, else once its supervisor stops).
+        using var deadline = new CancellationTokenSource(Platform.Timeout);
+        TrainingJob settled;
+        while ((settled = (await P.Training.GetJobAsync(new GetJobRequest { JobId = parent.Id }, Platform.Call())).Job).State.Status != JobStatus.Cancelled)
+        {
+            Assert.Equal(JobStatus.Cancelling, settled.State.Status);
+            await Task.Delay(100, deadline.Token);
+        }
+        Assert.Equal(2, settled.SweepSummary.Trials.Count);
     }
 }

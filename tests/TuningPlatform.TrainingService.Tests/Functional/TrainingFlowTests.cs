@@ -82,11 +82,17 @@ public sealed class TrainingFlowTests(FlowPlatform fixture) : IClassFixture<Flow
         Assert.Equal(Enumerable.Range(1, (int)total).Select(i => (long)i), steps.Select(s => s.Step));
         Assert.All(steps, s => Assert.True(s.TokensPerSecond > 0 && s.GradNorm > 0 && s.TotalSteps == total && s.ElapsedMs >= 0 && s.EtaMs >= 0));
         Assert.Equal(0, steps[^1].EtaMs);
-        // Cosine from the peak with no warmup: lr(s) = peak · ½(1 + cos(π s / S)) for 0-based step s (HF's schedule).
+        // Cosine from the peak with no warmup to the auto floor min_lr_ratio = 0.1: lr(s) = peak · (0.1 + 0.9 · ½(1 + cos(π s / S)))
+        // for 0-based step s (HF's cosine_with_min_lr).
+        Assert.Equal(0.1, job.Hyperparameters.MinLrRatio.Value);
         for (var i = 0; i < steps.Count; i++)
         {
-            Assert.Equal(1e-2 * 0.5 * (1 + Math.Cos(Math.PI * i / total)), steps[i].LearningRate, 1e-12);
+            Assert.Equal(1e-2 * (0.1 + 0.9 * 0.5 * (1 + Math.Cos(Math.PI * i / total))), steps[i].LearningRate, 1e-12);
         }
+        // Token accuracy: a fraction of each step's trained tokens, rising as the loss falls.
+        Assert.All(steps, s => Assert.InRange(s.TrainMeanTokenAccuracy, 0, 1));
+        Assert.True(steps.TakeLast(3).Average(s => s.TrainMeanTokenAccuracy) > steps.Take(3).Average(s => s.TrainMeanTokenAccuracy),
+            "training token accuracy did not rise");
         var firstLosses = steps.Take(3).Average(s => s.TrainLoss);
         var lastLosses = steps.TakeLast(3).Average(s => s.TrainLoss);
         Assert.True(lastLosses < 0.8 * firstLosses, $"training loss went from {firstLosses:F3} to {lastLosses:F3}");
@@ -94,6 +100,8 @@ public sealed class TrainingFlowTests(FlowPlatform fixture) : IClassFixture<Flow
         Assert.True(evals.Count >= 2);
         Assert.True(evals[^1].ValidationLoss < evals[0].ValidationLoss, "validation loss did not fall");
         Assert.All(evals, e => Assert.Equal(Math.Exp(e.ValidationLoss), e.ValidationPerplexity, 1e-9));
+        Assert.All(evals, e => Assert.InRange(e.ValidationMeanTokenAccuracy, 0, 1));
+        Assert.True(evals[^1].ValidationMeanTokenAccuracy > evals[0].ValidationMeanTokenAccuracy, "validation token accuracy did not rise");
         Assert.Equal(steps[^1].TrainedTokens, job.TrainedTokens);
         Assert.Equal(steps[^1].Step, job.LatestStepMetrics.Step);
 
@@ -107,6 +115,10 @@ public sealed class TrainingFlowTests(FlowPlatform fixture) : IClassFixture<Flow
         Assert.All(checkpoints, c => Assert.True(Directory.Exists(Path.Combine(P.DataDirectory, c.Artifact.Path))));
         Assert.Equal($"ft:{Platform.Model}:e2e:{job.Id}:ckpt-{best.Step}", best.FineTunedModelCheckpointId);
         Assert.Equal(best.Id, job.Result.CheckpointId);
+        var bestEval = evals.Single(e => e.Step == best.Step);
+        Assert.Equal(bestEval.ValidationMeanTokenAccuracy, best.Metrics["valid_mean_token_accuracy"]);
+        Assert.Equal(bestEval.ValidationMeanTokenAccuracy, job.Result.Metrics["valid_mean_token_accuracy"]);
+        Assert.Equal(steps[^1].TrainMeanTokenAccuracy, job.Result.Metrics["train_mean_token_accuracy"]);
         var registry = FineTunedModelRegistry.ForDataDirectory(P.DataDirectory);
         Assert.Equal(checkpoints.Select(c => c.FineTunedModelCheckpointId), registry.ListCheckpoints(job.Id).Select(m => m.Id));
         var bestAdapter = registry.Find(best.FineTunedModelCheckpointId)!.AdapterPath!;

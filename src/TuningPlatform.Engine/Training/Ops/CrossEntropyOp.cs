@@ -4,6 +4,7 @@
 //     loss[n] = logsumexp(z) − z[target]
 //     dz = (softmax(z) − onehot(target)) · scale
 //     dx[n] += dz · W,   dW += dzᵀ · x[n]
+//     correct += (argmax(z) == target)     first index of the maximum, as torch.argmax
 //   Rows without a target (prompt tokens, padding) cost nothing: they are skipped before the head.
 //
 //   x        [N, D]    final-norm output
@@ -13,7 +14,8 @@
 //
 // Forward and backward happen in the same pass (the logits are thrown away chunk by chunk), so dx and
 // dW are ready when the model's backward starts; scale is 1 / (number of target tokens in the step).
-// Empty dx and dW give the loss alone (validation). Returns Σ loss over the target rows, in double.
+// Empty dx and dW give the loss alone (validation). Returns Σ loss over the target rows, in double, and the
+// number of those rows whose logits peak at the target (token accuracy), read while the chunk's logits exist.
 // Reference: torch.nn.functional.cross_entropy(ignore_index=-100, reduction="sum"); Liger's fused
 // linear cross-entropy; llm.c fused_classifier.
 using System.Numerics;
@@ -37,8 +39,18 @@ public static class CrossEntropyOp
     /// <summary>Returns Σ loss over target rows; accumulates dx and dW (each skipped when empty) scaled by <paramref name="gradScale"/>.</summary>
     public static double ForwardBackward<T>(Span<T> dx, Span<T> dWeight, ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<int> targets,
         int vocab, int dim, T gradScale, int chunkRows, Span<T> scratch)
+        where T : unmanaged, IFloatingPointIeee754<T> =>
+        ForwardBackward(dx, dWeight, x, weight, targets, vocab, dim, gradScale, chunkRows, scratch, out _);
+
+    /// <summary>
+    /// As the other overload, and counts in <paramref name="correct"/> the target rows whose largest logit (first on ties)
+    /// is the target's: the numerator of the mean token accuracy.
+    /// </summary>
+    public static double ForwardBackward<T>(Span<T> dx, Span<T> dWeight, ReadOnlySpan<T> x, ReadOnlySpan<T> weight, ReadOnlySpan<int> targets,
+        int vocab, int dim, T gradScale, int chunkRows, Span<T> scratch, out int correct)
         where T : unmanaged, IFloatingPointIeee754<T>
     {
+        correct = 0;
         if (scratch.Length < ScratchLength(chunkRows, vocab, dim))
         {
             throw new ArgumentException($"cross-entropy scratch needs {ScratchLength(chunkRows, vocab, dim)} elements, has {scratch.Length}", nameof(scratch));
@@ -82,13 +94,22 @@ public static class CrossEntropyOp
             TrainingGemm.NT(xc[..(c * dim)], weight, z, c, vocab, dim, accumulate: false);
             if (typeof(T) == typeof(float))
             {
-                total += SoftmaxRowsFloat(MemoryMarshal.Cast<T, float>(z), rows.AsSpan(0, c), targets, vocab, float.CreateTruncating(gradScale), wantGrad);
+                total += SoftmaxRowsFloat(MemoryMarshal.Cast<T, float>(z), rows.AsSpan(0, c), targets, vocab, float.CreateTruncating(gradScale), wantGrad,
+                    out var chunkCorrect);
+                correct += chunkCorrect;
             }
             else
             {
                 for (var i = 0; i < c; i++)
                 {
-                    total += SoftmaxRow(z.Slice(i * vocab, vocab), targets[rows[i]], gradScale, wantGrad);
+                    var zi = z.Slice(i * vocab, vocab);
+                    var target = targets[rows[i]];
+                    if (IndexOfMax(zi) == target)
+                    {
+                        correct++;
+                    }
+
+                    total += SoftmaxRow(zi, target, gradScale, wantGrad);
                 }
             }
 
@@ -114,6 +135,24 @@ public static class CrossEntropyOp
         }
 
         return total;
+    }
+
+    // First index of the largest element (a NaN row has none that counts: −1).
+    private static int IndexOfMax<T>(ReadOnlySpan<T> z)
+        where T : unmanaged, IFloatingPointIeee754<T>
+    {
+        var best = -1;
+        var max = T.NegativeInfinity;
+        for (var j = 0; j < z.Length; j++)
+        {
+            if (z[j] > max || (best < 0 && z[j] == max))
+            {
+                max = z[j];
+                best = j;
+            }
+        }
+
+        return best;
     }
 
     // Reference row: loss of one row in double; with wantGrad, overwrites the logits with (softmax − onehot)·scale.
@@ -144,10 +183,12 @@ public static class CrossEntropyOp
     }
 
     // fp32 rows, vectorised (TensorPrimitives) and split across the worker pool; returns Σ of the rows' losses.
-    private static unsafe double SoftmaxRowsFloat(Span<float> z, ReadOnlySpan<int> rows, ReadOnlySpan<int> targets, int vocab, float gradScale, bool wantGrad)
+    private static unsafe double SoftmaxRowsFloat(Span<float> z, ReadOnlySpan<int> rows, ReadOnlySpan<int> targets, int vocab, float gradScale, bool wantGrad,
+        out int correct)
     {
         var job = SoftmaxJob.Instance;
         var losses = job.Losses.Length >= rows.Length ? job.Losses : job.Losses = new double[rows.Length];
+        var hits = job.Correct.Length >= rows.Length ? job.Correct : job.Correct = new bool[rows.Length];
         var rowTargets = job.Targets.Length >= rows.Length ? job.Targets : job.Targets = new int[rows.Length];
         for (var i = 0; i < rows.Length; i++)
         {
@@ -166,9 +207,11 @@ public static class CrossEntropyOp
         }
 
         var total = 0.0;
+        correct = 0;
         for (var i = 0; i < rows.Length; i++)
         {
             total += losses[i];
+            correct += hits[i] ? 1 : 0;
         }
 
         return total;
@@ -220,6 +263,8 @@ public static class CrossEntropyOp
 
         public int[] Targets { get; set; } = [];
 
+        public bool[] Correct { get; set; } = [];
+
         public void Execute(int chunk, int chunkCount)
         {
             var r0 = (int)((long)Rows * chunk / chunkCount);
@@ -230,7 +275,10 @@ public static class CrossEntropyOp
                 var target = Targets[i];
                 var zt = zi[target];
                 // e = exp(z − max) in place; loss = log Σe − (z_target − max); dz = e · scale/Σe − scale·onehot.
-                var max = TensorPrimitives.Max(zi);
+                // Argmax before the logits become probabilities: its element is the max (IndexOfMax takes the first on ties).
+                var argmax = TensorPrimitives.IndexOfMax(zi);
+                Correct[i] = argmax == target;
+                var max = argmax < 0 ? TensorPrimitives.Max(zi) : zi[argmax];
                 var sum = ExpInPlace(zi, max);
                 Losses[i] = Math.Log(sum) - (zt - max);
                 if (WantGrad)

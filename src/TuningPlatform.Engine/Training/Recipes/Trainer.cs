@@ -21,7 +21,14 @@ public sealed record TrainerOptions
 /// <param name="GradNorm">Global gradient norm before clipping.</param>
 /// <param name="LearningRate">Rate used for the update.</param>
 /// <param name="Tokens">Target tokens in the step.</param>
-public sealed record StepResult(int Step, double Loss, double GradNorm, double LearningRate, int Tokens);
+public sealed record StepResult(int Step, double Loss, double GradNorm, double LearningRate, int Tokens)
+{
+    /// <summary>Target tokens of the step whose largest logit (before the update) was the target.</summary>
+    public int CorrectTokens { get; init; }
+
+    /// <summary>Mean token accuracy of the step: <see cref="CorrectTokens"/> / <see cref="Tokens"/>.</summary>
+    public double TokenAccuracy => Tokens == 0 ? 0 : (double)CorrectTokens / Tokens;
+}
 
 /// <summary>
 /// The training step: gradient accumulation over micro-batches (the loss is the mean over every target token of
@@ -70,32 +77,40 @@ public sealed class Trainer
         var tokens = microBatches.Sum(b => b.TargetCount);
         var scale = tokens == 0 ? 0f : 1f / tokens;
         var sum = 0.0;
+        var correct = 0;
         foreach (var batch in microBatches)
         {
-            sum += _graph.ForwardBackward(batch, scale).Sum;
+            var loss = _graph.ForwardBackward(batch, scale);
+            sum += loss.Sum;
+            correct += loss.Correct;
         }
 
         var norm = GradientClipping.ClipByGlobalNorm([_trainable.Data], Options.MaxGradNorm);
         var lr = Options.Schedule.At(Step);
         Optimizer.Step(lr);
-        var result = new StepResult(Step, tokens == 0 ? 0 : sum / tokens, norm, lr, tokens);
+        var result = new StepResult(Step, tokens == 0 ? 0 : sum / tokens, norm, lr, tokens) { CorrectTokens = correct };
         Step++;
         return result;
     }
 
     /// <summary>Mean loss per target token over <paramref name="batches"/> (validation; no gradients).</summary>
-    public double Evaluate(IEnumerable<TrainingBatch> batches)
+    public double Evaluate(IEnumerable<TrainingBatch> batches) => EvaluateSum(batches).Mean;
+
+    /// <summary>Summed loss, target tokens and correctly predicted tokens over <paramref name="batches"/> (validation; no gradients).</summary>
+    public LossSum EvaluateSum(IEnumerable<TrainingBatch> batches)
     {
         var sum = 0.0;
         var tokens = 0;
+        var correct = 0;
         foreach (var batch in batches)
         {
             var loss = _graph.Loss(batch);
             sum += loss.Sum;
             tokens += loss.Tokens;
+            correct += loss.Correct;
         }
 
-        return tokens == 0 ? 0 : sum / tokens;
+        return new LossSum(sum, tokens) { Correct = correct };
     }
 
     /// <summary>The examples of epoch <paramref name="epoch"/> in a seeded shuffled order, packed into batches (same seed, same order).</summary>
