@@ -23,6 +23,21 @@ public sealed record PreparedData(List<TrainingExample> Train, List<TrainingExam
 /// </summary>
 public static class JobData
 {
+    /// <summary>
+    /// With the loss on completions only, removes the examples whose prompt alone fills <paramref name="maxSeqLength"/>
+    /// tokens: truncated to the window, they keep no completion token and would train nothing. Returns how many
+    /// training examples were removed (validation examples are removed the same way, silently).
+    /// </summary>
+    public static int RemoveUntrainable(PreparedData data, int maxSeqLength, bool completionOnly)
+    {
+        if (!completionOnly)
+        {
+            return 0;
+        }
+        data.Validation.RemoveAll(e => e.PromptLength >= maxSeqLength);
+        return data.Train.RemoveAll(e => e.PromptLength >= maxSeqLength);
+    }
+
     /// <summary>The model's tokenizer (tokenizer.json), checked against its vocabulary.</summary>
     public static Tokenizer LoadTokenizer(string modelDirectory, LlamaConfig config, string param)
     {

@@ -427,14 +427,27 @@ public sealed partial class JobPlanner(TrainingOptions options, ModelCatalog mod
         {
             RpcErrors.InvalidArgument("hyperparameters.max_seq_length", $"{seq} exceeds the model's context of {context} tokens (max_position_embeddings)");
         }
+        h.MaxSeqLength = new AutoInt { Value = seq };
+        var supervised = job.Objective == TrainingObjective.Supervised;
+        h.CompletionOnlyLoss = new AutoBool { Value = Bool(h.CompletionOnlyLoss) ?? supervised };
+        var examples = data.Train.Count;
+        var longestPrompt = data.Train.Count == 0 ? 0 : data.Train.Max(e => e.PromptLength);
+        var untrainable = JobData.RemoveUntrainable(data, seq, h.CompletionOnlyLoss.Value);
+        if (untrainable == examples && examples > 0)
+        {
+            RpcErrors.FailedPrecondition("hyperparameters.max_seq_length",
+                $"every training example's prompt fills max_seq_length = {seq} tokens (the longest prompt has {longestPrompt}; the model's context is {context}), so no completion token would be trained; raise max_seq_length or shorten the prompts");
+        }
+        if (untrainable > 0)
+        {
+            job.Warnings.Add($"{untrainable} of {examples} example(s) left out: their prompt fills max_seq_length = {seq} tokens, leaving no completion token to train on");
+        }
+        n = data.Train.Count;
         var truncated = data.Train.Count(e => e.Tokens.Length > seq);
         if (truncated > 0)
         {
             job.Warnings.Add($"{truncated} example(s) truncated to {seq} tokens");
         }
-        h.MaxSeqLength = new AutoInt { Value = seq };
-        var supervised = job.Objective == TrainingObjective.Supervised;
-        h.CompletionOnlyLoss = new AutoBool { Value = Bool(h.CompletionOnlyLoss) ?? supervised };
         var paddedRows = n;
         var packedRows = Recipe.EpochBatches(data.Train, 1, seq, h.Seed.Value, 0, packing: true, trainOnPrompt: true).Count;
         h.Packing = new AutoBool { Value = Bool(h.Packing) ?? packedRows < paddedRows * 0.9 };

@@ -69,6 +69,7 @@ public sealed class TrainingRun(TrainingOptions options, ModelCatalog models, Da
         var template = job.Objective == TrainingObjective.Supervised ? JobData.LoadTemplate(modelDirectory, options.FallbackChatTemplate, "model_source.base_model_id") : null;
         var data = await JobData.PrepareAsync(job, datasets, new ExampleEncoder(tokenizer, template), token);
         var seq = (int)h.MaxSeqLength.Value;
+        JobData.RemoveUntrainable(data, seq, h.CompletionOnlyLoss.Value);
         var batch = (int)h.BatchSize.Value;
         var accumulation = (int)h.GradientAccumulationSteps.Value;
         var packing = h.Packing.Value;

@@ -13,6 +13,9 @@ public sealed class ValidationPlatform : IAsyncLifetime
 
     public DatasetVersion Chat { get; private set; } = null!;
 
+    /// <summary>Conversations whose prompt alone is longer than 16 tokens.</summary>
+    public DatasetVersion LongPrompts { get; private set; } = null!;
+
     public async ValueTask InitializeAsync()
     {
         Platform = await Platform.StartAsync(workers: 0, new Dictionary<string, string>
@@ -21,6 +24,19 @@ public sealed class ValidationPlatform : IAsyncLifetime
             ["Training:MaxQueuedJobs"] = "3",
         });
         Chat = await Platform.UploadAsync(Datasets.Chat(24));
+        var longPrompts = new System.Text.StringBuilder();
+        for (var i = 0; i < 8; i++)
+        {
+            longPrompts.Append(System.Text.Json.JsonSerializer.Serialize(new
+            {
+                messages = new object[]
+                {
+                    new { role = "user", content = $"Once upon a time there was a little girl who lived in a big house with her mother, her father and {i} cats. What did she like?" },
+                    new { role = "assistant", content = "She liked her cats." },
+                },
+            })).Append('\n');
+        }
+        LongPrompts = await Platform.UploadAsync(longPrompts.ToString());
     }
 
     public async ValueTask DisposeAsync() => await Platform.DisposeAsync();
@@ -95,6 +111,7 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
         { "beta2 1", StatusCode.InvalidArgument, "hyperparameters.adam_beta2" },
         { "seq 8", StatusCode.InvalidArgument, "hyperparameters.max_seq_length" },
         { "seq beyond context", StatusCode.InvalidArgument, "hyperparameters.max_seq_length" },
+        { "prompts fill the window", StatusCode.FailedPrecondition, "hyperparameters.max_seq_length" },
         { "kept 101", StatusCode.InvalidArgument, "hyperparameters.max_checkpoints_kept" },
         { "lora with full", StatusCode.InvalidArgument, "hyperparameters.lora" },
         { "rank 0", StatusCode.InvalidArgument, "hyperparameters.lora.rank" },
@@ -166,6 +183,7 @@ public sealed class CreateJobValidationTests(ValidationPlatform fixture) : IClas
                 case "beta2 1": h.AdamBeta2 = D(1); break;
                 case "seq 8": h.MaxSeqLength = I(8); break;
                 case "seq beyond context": h.MaxSeqLength = I(4096); break;
+                case "prompts fill the window": r.TrainingDataset.VersionId = fixture.LongPrompts.Id; h.MaxSeqLength = I(16); break;
                 case "kept 101": h.MaxCheckpointsKept = I(101); break;
                 case "lora with full": r.Method = TrainingMethod.Full; h.Lora = new LoraHyperparameters { Rank = I(4) }; break;
                 case "rank 0": h.Lora = new LoraHyperparameters { Rank = I(0) }; break;
