@@ -1,3 +1,3 @@
 using TuningPlatform.Cli;
 
-return TuneCommand.Create(Console.Out, Console.Error).Parse(args).Invoke();
+return TuneCommand.Invoke(args, Console.Out, Console.Error);

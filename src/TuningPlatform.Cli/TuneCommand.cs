@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using TuningPlatform.Cli.Areas;
 using TuningPlatform.Cli.Remote;
 using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.IO;
@@ -11,15 +12,45 @@ namespace TuningPlatform.Cli;
 /// <summary>The <c>tune</c> command tree.</summary>
 internal static class TuneCommand
 {
-    public static RootCommand Create(TextWriter output, TextWriter error, Func<string, string?>? environment = null)
+    public static RootCommand Create(TextWriter output, TextWriter error, Func<string, string?>? environment = null, TextReader? input = null)
     {
-        var root = new RootCommand("TuningPlatform: fine-tune, evaluate, serve and compare Llama-family models.");
+        var root = new RootCommand("TuningPlatform: fine-tune, evaluate, serve and compare Llama-family models. " + ExitCodes.Help);
         root.Subcommands.Add(Generate(output, error));
         foreach (var command in RemoteCommands.Create(output, error, environment ?? Environment.GetEnvironmentVariable))
         {
             root.Subcommands.Add(command);
         }
+        foreach (var command in AreaCommands.Create(new Terminal(output, error, input ?? Console.In, environment ?? Environment.GetEnvironmentVariable)))
+        {
+            root.Subcommands.Add(command);
+        }
         return root;
+    }
+
+    /// <summary>
+    /// Parses and runs a command line: a line that does not parse (unknown command, missing or malformed flag) prints
+    /// its errors and answers <see cref="ExitCodes.UserError"/>; otherwise the command's own exit code.
+    /// </summary>
+    public static int Invoke(string[] args, TextWriter output, TextWriter error, Func<string, string?>? environment = null, TextReader? input = null)
+    {
+        // No response files: `--data @request.json` names a file that the command reads itself, as its help says.
+        var parse = Create(output, error, environment, input).Parse(args.Length == 0 ? ["--help"] : args,
+            new ParserConfiguration { ResponseFileTokenReplacer = null });
+        if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
+        {
+            foreach (var problem in parse.Errors)
+            {
+                error.WriteLine("error: " + problem.Message);
+            }
+            var path = new List<string>();
+            for (var command = parse.CommandResult; command is not null; command = command.Parent as System.CommandLine.Parsing.CommandResult)
+            {
+                path.Insert(0, command.Command is RootCommand ? "tune" : command.Command.Name);
+            }
+            error.WriteLine($"See `{string.Join(' ', path)} --help`.");
+            return ExitCodes.UserError;
+        }
+        return parse.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 
     /// <summary><c>tune generate --model DIR --prompt TEXT</c>: loads a model directory and streams a continuation.</summary>
@@ -69,7 +100,7 @@ internal static class TuneCommand
             catch (Exception ex) when (ex is ModelFormatException or TokenizerFormatException or IOException or ArgumentException or InvalidOperationException or System.Text.Json.JsonException)
             {
                 error.WriteLine("error: " + ex.Message);
-                return 1;
+                return ExitCodes.UserError;
             }
         });
         return command;

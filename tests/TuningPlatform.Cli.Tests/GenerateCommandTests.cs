@@ -19,7 +19,7 @@ public sealed class GenerateCommandTests
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        var exit = TuneCommand.Create(output, error).Parse(args).Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
+        var exit = TuneCommand.Invoke(args, output, error);
         return (exit, output.ToString(), error.ToString());
     }
 
@@ -48,7 +48,7 @@ public sealed class GenerateCommandTests
     public void Generate_MissingModel_ErrorNamesThePath()
     {
         var (exit, _, error) = Run("generate", "--model", "/no/such/model");
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Contains("/no/such/model is neither a model directory nor a checkpoint file", error);
     }
 
@@ -56,7 +56,7 @@ public sealed class GenerateCommandTests
     public void Generate_NoModelOption_UsageError()
     {
         var (exit, _, error) = Run("generate", "--prompt", "hi");
-        Assert.NotEqual(0, exit);
+        Assert.Equal(2, exit);
         Assert.Contains("--model", error);
     }
 }

@@ -97,11 +97,28 @@ public sealed class RemoteCommandTests : IAsyncLifetime
     }
 
     [Fact]
+    public void CallUnary_RequestFromAtFile_IsReadAsJsonNotAsResponseFile()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"tune-request-{Guid.NewGuid():N}.json");
+        File.WriteAllText(file, "{\"model_id\": \"stories260K-hf\", \"inputs\": [{\"text\": \"Once upon a time\"}]}");
+        try
+        {
+            var (exit, output, error) = Run("call", "inference/CountTokens", "-d", "@" + file);
+            Assert.True(exit == 0, error);
+            Assert.True(JsonDocument.Parse(output).RootElement.GetProperty("counts")[0].GetInt32() > 0);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public void CallUnary_InvalidRequest_StatusAndParameterOnStderr()
     {
         var (exit, _, error) = Run("call", "inference/Generate", "-d",
             """{"model": {"baseModelId": "stories260K-hf"}, "input": {"completion": {"prompt": "Once"}}, "sampling": {"maxNewTokens": -1}}""");
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Contains("InvalidArgument", error);
         Assert.Contains("max_new_tokens", error);
     }
@@ -110,7 +127,7 @@ public sealed class RemoteCommandTests : IAsyncLifetime
     public void Call_ServiceDown_SaysSoAndHowToStartIt()
     {
         var (exit, _, error) = Run("call", "training/ListJobs", "--endpoint", $"http://127.0.0.1:{ClosedPort()}");
-        Assert.Equal(1, exit);
+        Assert.Equal(4, exit);
         Assert.Contains("Unavailable", error);
         Assert.Contains("scripts/up.sh", error);
     }
@@ -177,7 +194,7 @@ public sealed class RemoteCommandTests : IAsyncLifetime
         var file = Path.Combine(_dataDirectory, "broken.jsonl");
         File.WriteAllLines(file, ["""{"instruction": "ok", "output": "fine"}""", """{"instruction": "missing brace" """]);
         var (exit, output, error) = Run("upload", file, "--name", "broken");
-        Assert.Equal(1, exit);
+        Assert.Equal(2, exit);
         Assert.Equal("", output);
         Assert.Contains("\"line\": \"2\"", error);
         Assert.Contains("nothing was stored", error);
@@ -208,9 +225,7 @@ public sealed class RemoteCommandTests : IAsyncLifetime
     {
         var output = new StringWriter(CultureInfo.InvariantCulture);
         var error = new StringWriter(CultureInfo.InvariantCulture);
-        var exit = TuneCommand.Create(output, error, name => _environment.GetValueOrDefault(name))
-            .Parse(args)
-            .Invoke(new System.CommandLine.InvocationConfiguration { Output = output, Error = error });
+        var exit = TuneCommand.Invoke(args, output, error, name => _environment.GetValueOrDefault(name));
         return (exit, output.ToString(), error.ToString());
     }
 

@@ -3,11 +3,11 @@ using System.Globalization;
 using System.Security.Cryptography;
 using Google.Protobuf;
 using Google.Protobuf.Reflection;
+using TuningPlatform.Cli.Areas;
 using TuningPlatform.Clients;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Curation.V1;
 using TuningPlatform.Contracts.Inference.V1;
-using TuningPlatform.Grpc;
 using TuningPlatform.Grpc.Client;
 
 namespace TuningPlatform.Cli.Remote;
@@ -127,7 +127,7 @@ internal static class RemoteCommands
                 return Task.CompletedTask;
             }, PlatformServices.Options(null, environment, cancellationToken));
             // Failed, cancelled: the command's exit status says so, as `kubectl wait` and `gh run watch` do.
-            return status is null or JobStatus.Succeeded ? 0 : 3;
+            return status is null ? ExitCodes.Ok : ExitCodes.For(status.Value);
         }, () => WatchMethods.GetValueOrDefault(parse.GetValue(kind) ?? "")));
         return command;
     }
@@ -303,7 +303,7 @@ internal static class RemoteCommands
         if (response.Version is null)
         {
             error.WriteLine($"rejected: {response.Outcome}; nothing was stored.");
-            return 1;
+            return ExitCodes.UserError;
         }
         output.WriteLine(response.Version.Id);
         error.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -374,33 +374,7 @@ internal static class RemoteCommands
         }
     }
 
-    /// <summary>Runs a command body, turning the failures a person can act on into one <c>error:</c> line.</summary>
-    private static async Task<int> RunAsync(TextWriter error, Func<Task<int>> body, Func<string?> what)
-    {
-        try
-        {
-            return await body();
-        }
-        catch (Exception ex) when (ex is CliException or ArgumentException or FormatException)
-        {
-            error.WriteLine("error: " + ex.Message);
-            return 2;
-        }
-        catch (RpcException ex)
-        {
-            var code = ex.Trailers.GetValue("x-error-code");
-            var param = ex.Trailers.GetValue("x-error-param");
-            var extra = string.Join(", ", new[] { code is null ? null : "code " + code, param is null ? null : "parameter " + param }.OfType<string>());
-            var hint = ex.StatusCode == StatusCode.Unavailable ? " Is the platform up (bash scripts/up.sh)?" : "";
-            error.WriteLine($"error: {what()}: {ex.StatusCode}: {ex.Status.Detail}{(extra.Length > 0 ? $" ({extra})" : "")}{hint}");
-            return 1;
-        }
-        catch (HttpRequestException ex)
-        {
-            error.WriteLine($"error: {what()}: cannot reach the service: {ex.Message} Is the platform up (bash scripts/up.sh)?");
-            return 1;
-        }
-    }
+    private static Task<int> RunAsync(TextWriter error, Func<Task<int>> body, Func<string?> what) => CommandRunner.RunAsync(error, body, what);
 }
 
 /// <summary>A usage error the CLI reports as <c>error: …</c> with exit code 2.</summary>
