@@ -1,7 +1,11 @@
 using TuningPlatform.AppHost.Hosting;
+using TuningPlatform.AppHost.Quickstart;
+
+// --quickstart: once everything is healthy, run the demo journey (Quickstart/README.md); the rest are the AppHost's own.
+var (quickstart, hostArgs) = QuickstartHost.ParseOrExit(args);
 
 // The topology of TuningPlatform: infrastructure first, then the services, each dependency on one line.
-var builder = DistributedApplication.CreateBuilder(args);
+var builder = DistributedApplication.CreateBuilder(hostArgs);
 
 // Coordination for jobs, events and leases; password generated per run, AOF under the data directory.
 var redis = builder.AddRedis("redis", preferredPort: 6390);
@@ -47,4 +51,8 @@ else if (Environment.GetEnvironmentVariable("QDRANT_URL") is { Length: > 0 } qdr
     retrieval.WithEnvironment("Retrieval__QdrantUrl", qdrantUrl);
 }
 
-return await builder.Build().RunAsync();
+var app = builder.Build();
+var demo = QuickstartHost.RunWhenReadyAsync(app, quickstart);
+var exitCode = await app.RunAsync();
+await demo;
+return exitCode;

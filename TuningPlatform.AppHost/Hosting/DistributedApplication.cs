@@ -119,12 +119,24 @@ internal sealed class DistributedApplication
     private readonly Dictionary<Resource, Process> _processes = [];
     private readonly Lock _lock = new();
     private readonly Lock _consoleLock = new();
+    private readonly TaskCompletionSource<bool> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public DistributedApplication(IReadOnlyList<Resource> resources, AppHostOptions options)
     {
         _resources = resources;
         _options = options;
     }
+
+    /// <summary>True once every resource is healthy and the demo calls ran; false when that did not happen (or in --smoke mode).</summary>
+    public Task<bool> Ready => _ready.Task;
+
+    /// <summary>Cancelled when the AppHost starts stopping.</summary>
+    public CancellationToken Stopping => _shutdown.Token;
+
+    public IReadOnlyList<Resource> Resources => _resources;
+
+    /// <summary>The data directory, once <see cref="RunAsync"/> has resolved it.</summary>
+    public string? DataDirectory { get; private set; }
 
     public static DistributedApplicationBuilder CreateBuilder(string[] args)
     {
@@ -156,9 +168,11 @@ internal sealed class DistributedApplication
             {
                 Console.Error.WriteLine("error: " + problem);
             }
+            _ready.TrySetResult(false);
             return 2;
         }
         Directory.CreateDirectory(context.DataDirectory);
+        DataDirectory = context.DataDirectory;
         AssignPorts();
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
@@ -185,6 +199,7 @@ internal sealed class DistributedApplication
             PrintTable();
             exitCode = 1;
         }
+        _ready.TrySetResult(allUp && !_options.Smoke);
         if (_options.Smoke || exitCode != 0)
         {
             _shutdown.Cancel();
@@ -507,13 +522,21 @@ internal sealed class DistributedApplication
         else
         {
             var model = models.Models[0].Id;
-            var response = await client.GenerateAsync(new GenerateRequest
+            try
             {
-                Model = new ModelRef { BaseModelId = model },
-                Input = new GenerationInput { Completion = new CompletionInput { Prompt = "Once upon a time" } },
-                Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = 24 },
-            }, CallOptions.WithTimeout(TimeSpan.FromSeconds(60)));
-            line = $"{model}: \"Once upon a time{response.Text.ReplaceLineEndings(" ")}\" ({response.Usage.CompletionTokens} tokens, {response.Usage.TokensPerSecond:0} tokens/s)";
+                var response = await client.GenerateAsync(new GenerateRequest
+                {
+                    Model = new ModelRef { BaseModelId = model },
+                    Input = new GenerationInput { Completion = new CompletionInput { Prompt = "Once upon a time" } },
+                    Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = 24 },
+                }, CallOptions.WithTimeout(TimeSpan.FromSeconds(60)));
+                line = $"{model}: \"Once upon a time{response.Text.ReplaceLineEndings(" ")}\" ({response.Usage.CompletionTokens} tokens, {response.Usage.TokensPerSecond:0} tokens/s)";
+            }
+            catch (Grpc.RpcException e)
+            {
+                // A folder that cannot generate (e.g. the quickstart's tokenizer-only model) must not stop the AppHost.
+                line = $"{model}: {e.StatusCode}: {e.Status.Detail}";
+            }
         }
         lock (_consoleLock)
         {

@@ -134,24 +134,29 @@ internal sealed class RedisResource(string name, int preferredPort) : Resource(n
 
     public override async Task<bool> IsHealthyAsync(CancellationToken cancellationToken)
     {
+        // A probe that gets no full answer within 2 s counts as unhealthy; the next one tries again.
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(2));
         try
         {
             using var client = new TcpClient();
-            await client.ConnectAsync("127.0.0.1", Port, cancellationToken);
+            await client.ConnectAsync("127.0.0.1", Port, timeout.Token);
             var stream = client.GetStream();
             var command = $"*2\r\n$4\r\nAUTH\r\n${Password.Length}\r\n{Password}\r\n*1\r\n$4\r\nPING\r\n";
-            await stream.WriteAsync(Encoding.ASCII.GetBytes(command), cancellationToken);
+            await stream.WriteAsync(Encoding.ASCII.GetBytes(command), timeout.Token);
             var buffer = new byte[256];
             var received = new StringBuilder();
             while (!received.ToString().Contains("+PONG", StringComparison.Ordinal))
             {
-                var read = await stream.ReadAsync(buffer, cancellationToken);
+                var read = await stream.ReadAsync(buffer, timeout.Token);
                 if (read == 0)
                 {
                     return false;
                 }
                 received.Append(Encoding.ASCII.GetString(buffer, 0, read));
-                if (received.ToString().Contains("-ERR", StringComparison.Ordinal) || received.ToString().Contains("-WRONGPASS", StringComparison.Ordinal))
+                // Any error reply (-ERR, -WRONGPASS, and -LOADING while the AOF is replayed at start) means not yet:
+                // redis has answered both commands, so waiting for +PONG would wait forever.
+                if (received.ToString().Split("\r\n").Any(reply => reply.StartsWith('-')))
                 {
                     return false;
                 }
@@ -163,6 +168,10 @@ internal sealed class RedisResource(string name, int preferredPort) : Resource(n
             return false;
         }
         catch (IOException)
+        {
+            return false;
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             return false;
         }

@@ -59,7 +59,11 @@ public sealed class DashboardTelemetryTests(DashboardFixture fixture)
         var serverStart = server.GetProperty("startUnixMs").GetDouble();
         var clientStart = client.GetProperty("startUnixMs").GetDouble();
         Assert.True(serverStart >= clientStart - 1, $"server started {clientStart - serverStart:0.000} ms before its client");
-        Assert.True(serverStart + server.GetProperty("durationMs").GetDouble() <= clientStart + client.GetProperty("durationMs").GetDouble() + 1);
+        // The client span ends when the response reaches the caller; the server's may end a little after it wrote the
+        // response (its trailers, its own bookkeeping), by a few ms on a loaded machine.
+        var serverEnd = serverStart + server.GetProperty("durationMs").GetDouble();
+        var clientEnd = clientStart + client.GetProperty("durationMs").GetDouble();
+        Assert.True(serverEnd <= clientEnd + 50, $"the server span ended {serverEnd - clientEnd:0.000} ms after its client's");
         Assert.True(server.GetProperty("durationMs").GetDouble() > 0);
     }
 

@@ -143,6 +143,9 @@ public static unsafe class Attention
                 }
 
                 var s = scores[..len];
+                // TensorPrimitives.SoftMax is exp(x) / Σ exp(x) without subtracting the maximum: a score above ~88
+                // overflows to ∞ / ∞ = NaN. Shifting by the maximum leaves the result unchanged and keeps exp ≤ 1.
+                TensorPrimitives.Subtract(s, TensorPrimitives.Max(s), s);
                 TensorPrimitives.SoftMax(s, s);
                 var o = new Span<float>(Output + (long)item * HeadDim, HeadDim);
                 o.Clear();
