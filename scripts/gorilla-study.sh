@@ -18,6 +18,9 @@ for f in "$base"/*; do
 done
 sed 's/"max_position_embeddings": *512/"max_position_embeddings": 1024/' "$base/config.json" >"$data/models/stories260K-1k/config.json"
 grep -q '"max_position_embeddings": 1024' "$data/models/stories260K-1k/config.json" || { echo "could not raise the context in $base/config.json" >&2; exit 2; }
+# Leases of two minutes: on a machine shared with other heavy work a training worker's heartbeat can be late by more
+# than the default 15 s, and its job would be handed to the other worker (LeaseLost) again and again.
+export Coordination__LeaseSeconds="${Coordination__LeaseSeconds:-120}"
 dotnet TuningPlatform.AppHost/bin/Release/net10.0/TuningPlatform.AppHost.dll --data-dir "$data" >"$data/apphost.log" 2>&1 &
 apphost=$!
 trap 'kill -TERM "$apphost" 2>/dev/null; wait "$apphost" 2>/dev/null || true' EXIT

@@ -140,11 +140,11 @@ public sealed class ComparisonTests
                 Assert.All(row.Answers, a => Assert.InRange(a.Usage.CompletionTokens, 1, 8));
                 Assert.All(row.Answers, a => Assert.True(a.LatencyMs > 0));
 
-                // Independently: the base arm equals a plain greedy Generate of the question.
+                // Independently: the base arm equals a greedy Generate of the question as training and evaluation render it (plain prompt).
                 var direct = await inference.Client.GenerateAsync(new GenerateRequest
                 {
                     Model = Model,
-                    Input = new GenerationInput { Completion = new CompletionInput { Prompt = row.Question } },
+                    Input = new GenerationInput { Completion = new CompletionInput { Prompt = Evaluation.Prompts.PlainPrompt.Render([row.Question]) } },
                     Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = 8 },
                 }, Options);
                 Assert.Equal(direct.Text, baseAnswer.Answer);

@@ -77,7 +77,7 @@ public sealed class RagTests
             Assert.Equal("cat", answer.Retrieved[0].DocumentId);
             Assert.Equal([1, 2], answer.Retrieved.Select(c => c.Rank));
             Assert.Contains("[1] (The cat) Lily had a cat named Tom.", answer.RenderedPrompt, StringComparison.Ordinal);
-            Assert.EndsWith("Question: What did Tom the cat like?", answer.RenderedPrompt, StringComparison.Ordinal);
+            Assert.EndsWith("Question: What did Tom the cat like?\n", answer.RenderedPrompt, StringComparison.Ordinal); // the plain prompt of a template-less model
             Assert.Equal("stories260K-hf", answer.ModelId);
             Assert.True(answer.Usage.CompletionTokens is > 0 and <= 24);
             Assert.True(answer.TotalMs >= answer.RetrievalMs);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Inference.V1;
+using TuningPlatform.Evaluation.Prompts;
 using TuningPlatform.Grpc;
 using TuningPlatform.Grpc.Client;
 
@@ -9,8 +10,9 @@ namespace TuningPlatform.RetrievalService.Peers;
 /// <summary>
 /// Generation through the inference service. A prompt is a user message (and an optional system message): in
 /// chat form for models with a chat template; for a model without one (the inference service answers
-/// FAILED_PRECONDITION to chat input) in completion form, the system message and the user message joined by a
-/// blank line, remembered per model so the chat attempt is made only once.
+/// FAILED_PRECONDITION to chat input) in completion form, the <see cref="PlainPrompt"/> that training and evaluation
+/// use for such models (the system message and the user message, each followed by a newline), remembered per model
+/// so the chat attempt is made only once. A model fine-tuned on that shape answers right after the newline.
 /// </summary>
 internal sealed class Generator(PeerClients peers)
 {
@@ -46,7 +48,7 @@ internal sealed class Generator(PeerClients peers)
                 _completionOnly[key] = true;
             }
         }
-        var prompt = systemPrompt.Length > 0 ? systemPrompt + "\n\n" + userMessage : userMessage;
+        var prompt = PlainPrompt.Render(systemPrompt.Length > 0 ? [systemPrompt, userMessage] : [userMessage]);
         return await PeerClients.CallAsync("inference", param, () => client.GenerateAsync(new GenerateRequest
         {
             Model = model,
