@@ -6,8 +6,8 @@
 //   rows:    batch-1 decode tokens/s and time to first token (TTFT); then 1, 4, 8, 16 concurrent streaming clients,
 //            half of them on LoRA adapters (r=16 on every projection, one adapter per such client, applied per
 //            sequence in the shared batch): aggregate tokens/s and p50/p99 TTFT
-//   engine:  the same sequences added to a BatchGenerator at once (each prefilled as it joins, as the service's
-//            decode loop does), stepped to completion on one thread
+//   engine:  the same sequences added to a BatchGenerator at once (their prompts prefilled together in the first
+//            step, as the service's decode loop does), stepped to completion on one thread
 // Usage:
 //   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16]
 using System.Diagnostics;
@@ -121,24 +121,22 @@ finally
     Directory.Delete(work, recursive: true);
 }
 
-// N sequences join together (each prefilled as it joins), then decode to the end. TTFT of sequence i: from the start
-// to its first token, including the prefills before it, as simultaneous requests see it.
+// N sequences join together (prefilled together at the first step), then decode to the end. TTFT of sequence i: from
+// its Add to its first token, as simultaneous requests see it.
 static Run RunEngine(BatchGenerator engine, int[] promptIds, GenerationOptions options, int n, List<LoRAWeights> adapters, bool onAdapters)
 {
     var clock = Stopwatch.StartNew();
-    var ttft = new List<double>();
     var sequences = new List<BatchSequence>();
     for (var i = 0; i < n; i++)
     {
         var adapter = onAdapters && i % 2 == 1 ? adapters[i / 2 % adapters.Count] : null;
         sequences.Add(engine.Add(promptIds, options, null, adapter));
-        ttft.Add(clock.Elapsed.TotalMilliseconds);
     }
-    var decodeStart = clock.Elapsed;
     engine.RunToCompletion();
     var wall = clock.Elapsed.TotalSeconds;
     var tokens = sequences.Sum(s => s.TokenIds.Count);
-    var decodeRate = n == 1 ? (tokens - 1) / (clock.Elapsed - decodeStart).TotalSeconds : 0;
+    var ttft = sequences.Select(s => s.TimeToFirstToken.TotalMilliseconds).ToList();
+    var decodeRate = n == 1 ? (tokens - 1) / (wall - (ttft[0] / 1000)) : 0;
     return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99));
 }
 

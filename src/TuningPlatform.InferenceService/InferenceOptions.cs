@@ -14,6 +14,10 @@ public sealed class InferenceOptions
     /// <summary>Sequences decoded together per model (continuous batching). Default 8.</summary>
     public int MaxBatch { get; set; } = 8;
 
+    /// <summary>Prompt tokens prefilled per decode step, all joining requests together in one batched forward; a longer
+    /// prompt continues over the next steps, so sequences already decoding wait at most one such chunk. Default 512.</summary>
+    public int PrefillTokensPerStep { get; set; } = 512;
+
     /// <summary>Requests waiting for a batch slot per model before RESOURCE_EXHAUSTED. Default 64.</summary>
     public int MaxQueue { get; set; } = 64;
 

@@ -28,8 +28,8 @@ public static class InferenceServiceExtensions
                     options.FineTunedDirectory = Path.Combine(data, "fine-tuned");
                 }
             })
-            .Validate(o => o.MaxBatch >= 1 && o.MaxQueue >= 0 && o.MaxContext >= 2 && o.MemoryBudgetBytes > 0 && o.DefaultMaxNewTokens >= 1,
-                "Inference: MaxBatch ≥ 1, MaxQueue ≥ 0, MaxContext ≥ 2, MemoryBudgetBytes > 0 and DefaultMaxNewTokens ≥ 1 are required.")
+            .Validate(o => o.MaxBatch >= 1 && o.MaxQueue >= 0 && o.MaxContext >= 2 && o.MemoryBudgetBytes > 0 && o.DefaultMaxNewTokens >= 1 && o.PrefillTokensPerStep >= 1,
+                "Inference: MaxBatch ≥ 1, MaxQueue ≥ 0, MaxContext ≥ 2, MemoryBudgetBytes > 0, DefaultMaxNewTokens ≥ 1 and PrefillTokensPerStep ≥ 1 are required.")
             .ValidateOnStart();
         builder.Services.AddSingleton<ModelCatalog>();
         builder.Services.AddSingleton<ModelManager>();

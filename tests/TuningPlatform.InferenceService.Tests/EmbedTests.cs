@@ -58,7 +58,9 @@ public sealed class EmbedTests
         Assert.Equal(Texts.Sum(t => tokenizer.Encode(t, addSpecialTokens: true).Length), mean.PromptTokens);
         // Different texts give different directions; the same text the same vector.
         var again = await server.Client.EmbedAsync(new EmbedRequest { Model = Stories, Inputs = { Texts[0] } }, Options);
-        Assert.Equal(mean.Embeddings[0].Values, again.Embeddings[0].Values);
+        // Alone or batched with others, within float rounding: a batch runs its rows through one GEMM, a lone short
+        // text through the decode kernel, which sum in different orders.
+        AssertClose([.. again.Embeddings[0].Values], [.. mean.Embeddings[0].Values.Select(v => (double)v)], 1e-5, 2e-6);
         Assert.True(Cosine(mean.Embeddings[0], mean.Embeddings[1]) < 0.999);
     }
 

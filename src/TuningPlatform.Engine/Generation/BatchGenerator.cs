@@ -10,14 +10,17 @@ namespace TuningPlatform.Engine.Generation;
 /// <summary>
 /// Decodes several sequences together, one token each per <see cref="Step"/>: every weight matrix is read once
 /// per step for the whole batch (the decode bottleneck is weight bandwidth), while each sequence keeps its own
-/// KV cache, position, sampling options, seed and stop conditions. Sequences join (<see cref="Add(IReadOnlyList{int}, GenerationOptions, Action{string}?)"/>,
-/// which prefills the prompt) and leave (finish or <see cref="Cancel"/>) between steps, which is what an
-/// inference service needs for continuous batching. Not thread-safe: drive it from one loop.
+/// KV cache, position, sampling options, seed and stop conditions. Sequences join (<see cref="Add(IReadOnlyList{int}, GenerationOptions, Action{string}?)"/>)
+/// and leave (finish or <see cref="Cancel"/>) between steps, which is what an inference service needs for continuous
+/// batching. The prompts of the sequences that joined since the last step are prefilled together at the start of
+/// the next one, as the rows of one batched forward pass (at most <see cref="PrefillTokensPerStep"/> prompt tokens
+/// per step: a longer prompt continues in the following steps, so the sequences already decoding are never held up
+/// for long). Not thread-safe: drive it from one loop.
 /// </summary>
 public sealed class BatchGenerator
 {
-    // Prompts are prefilled in chunks of this many tokens through the shared buffers.
-    private const int PrefillRows = 64;
+    /// <summary>Default of <see cref="PrefillTokensPerStep"/>.</summary>
+    public const int DefaultPrefillTokensPerStep = 512;
 
     private readonly LlamaModel _model;
     private readonly Tokenizer? _tokenizer;
@@ -29,20 +32,29 @@ public sealed class BatchGenerator
     private readonly List<BatchSequence> _stepSequences = [];
     private readonly List<LoRAWeights?> _stepAdapters = [];
     private readonly int[] _stepTokens;
+    private readonly int[] _prefillLengths;
+    private readonly bool[] _prefillWant;
     private int _nextId;
 
-    /// <summary>A batch of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxSequence"/> tokens (prompt included).</summary>
-    public BatchGenerator(LlamaModel model, Tokenizer? tokenizer, int maxBatch, int maxSequence, WorkerPool? pool = null)
+    /// <summary>
+    /// A batch of up to <paramref name="maxBatch"/> sequences of up to <paramref name="maxSequence"/> tokens (prompt
+    /// included), prefilling up to <paramref name="prefillTokensPerStep"/> prompt tokens per step.
+    /// </summary>
+    public BatchGenerator(LlamaModel model, Tokenizer? tokenizer, int maxBatch, int maxSequence, WorkerPool? pool = null, int prefillTokensPerStep = DefaultPrefillTokensPerStep)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxSequence, 2);
+        ArgumentOutOfRangeException.ThrowIfLessThan(prefillTokensPerStep, 1);
         _model = model;
         _tokenizer = tokenizer;
         MaxBatch = maxBatch;
         MaxSequence = Math.Min(maxSequence, model.Rope.MaxPositions);
-        _buffers = model.CreateBatchBuffers(Math.Max(maxBatch, PrefillRows), MaxSequence, pool);
+        PrefillTokensPerStep = prefillTokensPerStep;
+        _buffers = model.CreateBatchBuffers(Math.Max(maxBatch, prefillTokensPerStep), MaxSequence, pool);
         _logits = new float[maxBatch * model.Config.VocabSize];
-        _stepTokens = new int[maxBatch];
+        _stepTokens = new int[Math.Max(maxBatch, prefillTokensPerStep)];
+        _prefillLengths = new int[maxBatch];
+        _prefillWant = new bool[maxBatch];
     }
 
     /// <summary>Most sequences decoded together.</summary>
@@ -51,7 +63,10 @@ public sealed class BatchGenerator
     /// <summary>Longest sequence (prompt plus generated tokens).</summary>
     public int MaxSequence { get; }
 
-    /// <summary>Sequences still generating.</summary>
+    /// <summary>Most prompt tokens prefilled in one step (all joining sequences together).</summary>
+    public int PrefillTokensPerStep { get; }
+
+    /// <summary>Sequences still generating (those whose prompt is still being prefilled included).</summary>
     public IReadOnlyList<BatchSequence> Active => _active;
 
     /// <summary>Encodes <paramref name="prompt"/> (needs a tokenizer) and adds it; see <see cref="Add(IReadOnlyList{int}, GenerationOptions, Action{string}?)"/>.</summary>
@@ -62,8 +77,9 @@ public sealed class BatchGenerator
     }
 
     /// <summary>
-    /// Adds a sequence: prefills its prompt now and samples its first token, which the next <see cref="Step"/>
-    /// feeds back. The returned handle reports tokens, text, logprobs and why it finished.
+    /// Adds a sequence: its prompt is prefilled at the next <see cref="Step"/>, together with every other sequence
+    /// that joined since the last one, and its first token is sampled there. The returned handle reports tokens, text,
+    /// logprobs and why it finished.
     /// </summary>
     public BatchSequence Add(IReadOnlyList<int> promptIds, GenerationOptions options, Action<string>? onText = null) =>
         Add(promptIds, options, onText, null);
@@ -102,14 +118,15 @@ public sealed class BatchGenerator
         {
             Adapter = adapter,
         };
-        var logits = _logits.AsSpan(0, _model.Config.VocabSize);
-        _model.Forward(_buffers, cache, sequence.Context.ToArray(), logits, adapter: adapter);
         _active.Add(sequence);
-        Accept(sequence, logits);
         return sequence;
     }
 
-    /// <summary>Decodes one token for every active sequence; returns whether any are still active.</summary>
+    /// <summary>
+    /// Prefills the prompts of the sequences that joined (all together, up to <see cref="PrefillTokensPerStep"/> tokens,
+    /// sampling the first token of each whose prompt is complete), then decodes one token for every sequence whose
+    /// prompt is in its cache; returns whether any are still active.
+    /// </summary>
     public bool Step(CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
@@ -118,21 +135,93 @@ public sealed class BatchGenerator
             return false;
         }
 
+        Prefill();
+        Decode();
+        return _active.Count > 0;
+    }
+
+    // One batched forward over the next prompt chunk of every sequence still prefilling, in order of arrival.
+    private void Prefill()
+    {
+        _stepCaches.Clear();
+        _stepSequences.Clear();
+        _stepAdapters.Clear();
+        var rows = 0;
+        var anyAdapter = false;
+        foreach (var s in _active)
+        {
+            var left = s.PromptIds.Length - s.Prefilled;
+            if (left == 0)
+            {
+                continue;
+            }
+
+            if (rows == PrefillTokensPerStep)
+            {
+                break;
+            }
+
+            var n = Math.Min(left, PrefillTokensPerStep - rows);
+            s.PromptIds.AsSpan(s.Prefilled, n).CopyTo(_stepTokens.AsSpan(rows));
+            _prefillLengths[_stepSequences.Count] = n;
+            _prefillWant[_stepSequences.Count] = n == left;
+            _stepCaches.Add(s.Cache);
+            _stepSequences.Add(s);
+            _stepAdapters.Add(s.Adapter);
+            anyAdapter |= s.Adapter is not null;
+            rows += n;
+        }
+
+        var count = _stepSequences.Count;
+        if (count == 0)
+        {
+            return;
+        }
+
+        _model.ForwardPrefill(_buffers, _stepCaches, _stepTokens.AsSpan(0, rows), _prefillLengths.AsSpan(0, count), _logits,
+            anyAdapter ? _stepAdapters : null, _prefillWant.AsSpan(0, count));
+        var v = _model.Config.VocabSize;
+        var w = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var s = _stepSequences[i];
+            s.Prefilled += _prefillLengths[i];
+            if (_prefillWant[i])
+            {
+                Accept(s, _logits.AsSpan(w * v, v));
+                w++;
+            }
+        }
+    }
+
+    // One token for every sequence whose prompt is prefilled: one [B, D] row per sequence through every layer.
+    private void Decode()
+    {
         _stepCaches.Clear();
         _stepSequences.Clear();
         _stepAdapters.Clear();
         var anyAdapter = false;
-        for (var i = 0; i < _active.Count; i++)
+        foreach (var s in _active)
         {
-            _stepTokens[i] = _active[i].Pending;
-            _stepCaches.Add(_active[i].Cache);
-            _stepSequences.Add(_active[i]);
-            _stepAdapters.Add(_active[i].Adapter);
-            anyAdapter |= _active[i].Adapter is not null;
+            if (s.Prefilled < s.PromptIds.Length)
+            {
+                continue;
+            }
+
+            _stepTokens[_stepSequences.Count] = s.Pending;
+            _stepCaches.Add(s.Cache);
+            _stepSequences.Add(s);
+            _stepAdapters.Add(s.Adapter);
+            anyAdapter |= s.Adapter is not null;
+        }
+
+        var b = _stepSequences.Count;
+        if (b == 0)
+        {
+            return;
         }
 
         var v = _model.Config.VocabSize;
-        var b = _active.Count;
         _model.ForwardBatch(_buffers, _stepCaches, _stepTokens.AsSpan(0, b), _logits.AsSpan(0, b * v), anyAdapter ? _stepAdapters : null);
 
         // Over the snapshot: Accept may finish (remove) sequences from _active.
@@ -140,8 +229,6 @@ public sealed class BatchGenerator
         {
             Accept(_stepSequences[i], _logits.AsSpan(i * v, v));
         }
-
-        return _active.Count > 0;
     }
 
     /// <summary>Steps until every active sequence has finished.</summary>
@@ -285,7 +372,7 @@ public sealed class BatchSequence
     /// <summary>The LoRA adapter applied to this sequence alone, or null for the base.</summary>
     public LoRAWeights? Adapter { get; internal init; }
 
-    /// <summary>From joining the batch to its first sampled token (the prefill).</summary>
+    /// <summary>From joining the batch to its first sampled token (the wait for the next step and the prefill).</summary>
     public TimeSpan TimeToFirstToken { get; internal set; }
 
     /// <summary>From joining the batch to finishing.</summary>
@@ -314,6 +401,9 @@ public sealed class BatchSequence
     internal int Emitted { get; set; }
 
     internal int Pending { get; set; }
+
+    // Prompt tokens already in the KV cache.
+    internal int Prefilled { get; set; }
 
     /// <summary>The outcome in the single-sequence form (valid once finished).</summary>
     public GenerationResult ToResult() =>

@@ -1,8 +1,10 @@
 using System.Numerics.Tensors;
 using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.IO;
+using TuningPlatform.Engine.Kernels;
 using TuningPlatform.Engine.Ops;
 using TuningPlatform.Engine.Threading;
+using TuningPlatform.Engine.Training.Quantization;
 
 namespace TuningPlatform.Engine.Models;
 
@@ -47,6 +49,9 @@ public sealed record ModelLoadOptions
 /// </summary>
 public sealed class LlamaModel
 {
+    // NF4 projections wrapped once for the dequantising GEMM (they share the parameter's NF4 codes).
+    private readonly Dictionary<Parameter, Nf4Linear> _nf4 = [];
+
     private LlamaModel(LlamaConfig config, int ropePositions, ModelLoadOptions? options = null)
     {
         Config = config;
@@ -235,7 +240,7 @@ public sealed class LlamaModel
                 state.Positions[i] = start + i;
             }
 
-            DecoderLayers(state, tokens.Slice(done, n), cache, start, null, adapter, null);
+            DecoderLayers(state, tokens.Slice(done, n), cache, start, adapter, default);
             cache.Length = start + n;
             RmsNorm.Forward(hidden.Slice(done * d, n * d), state.Rstd.AsSpan(0, n), state.X.AsSpan(0, n * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
         }
@@ -243,8 +248,9 @@ public sealed class LlamaModel
 
     /// <summary>
     /// Decodes one new token for each of several sequences at once: row b is <paramref name="tokens"/>[b] at
-    /// position caches[b].Length of its own cache. The linear layers run as one [B, D] GEMM, so each weight is
-    /// read once per step for all B sequences; attention runs per sequence over its cache. Writes logits [B, V]
+    /// position caches[b].Length of its own cache. The linear layers run as one [B, D] product (Kernels/DecodeMatMul up
+    /// to 32 rows), so each weight is read once per step for all B sequences; attention runs per sequence over its cache,
+    /// all (sequence, head) pairs split across the pool together. Writes logits [B, V]
     /// and advances every cache by one. <paramref name="buffers"/> supplies the activations
     /// (<see cref="CreateBatchBuffers"/>).
     /// </summary>
@@ -259,67 +265,191 @@ public sealed class LlamaModel
     public void ForwardBatch(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, Span<float> logits, IReadOnlyList<LoRAWeights?>? adapters)
     {
         var b = tokens.Length;
-        if (adapters is not null)
-        {
-            if (adapters.Count != b)
-            {
-                throw new ArgumentException($"{b} tokens but {adapters.Count} adapters; one (or null) per sequence", nameof(adapters));
-            }
-
-            foreach (var adapter in adapters)
-            {
-                CheckAdapter(adapter);
-            }
-
-            if (adapters.All(a => a is null))
-            {
-                adapters = null;
-            }
-        }
-
-        var v = Config.VocabSize;
-        if (caches.Count != b)
-        {
-            throw new ArgumentException($"{b} tokens but {caches.Count} caches; one token per sequence", nameof(caches));
-        }
-
         if (b > buffers.MaxChunk)
         {
             throw new ArgumentException($"batch of {b} exceeds the buffers' {buffers.MaxChunk} rows", nameof(tokens));
         }
 
-        if (logits.Length < b * v)
-        {
-            throw new ArgumentException($"logits needs {b * v} floats, has {logits.Length}", nameof(logits));
-        }
-
-        for (var i = 0; i < b; i++)
-        {
-            if (caches[i].Length >= caches[i].MaxSequence)
-            {
-                throw new InvalidOperationException($"sequence {i} has filled its KV cache of {caches[i].MaxSequence} positions");
-            }
-
-            if (caches[i].MaxSequence > buffers.ScoresSequence)
-            {
-                throw new ArgumentException($"sequence {i} has a cache of {caches[i].MaxSequence} positions; the buffers' attention scratch covers {buffers.ScoresSequence}", nameof(caches));
-            }
-
-            buffers.Positions[i] = caches[i].Length;
-        }
-
-        DecoderLayers(buffers, tokens, null, 0, caches, null, adapters);
-        foreach (var cache in caches)
-        {
-            cache.Length++;
-        }
-
-        Head(buffers, 0, b, logits);
+        var ones = buffers.Ones.AsSpan(0, b);
+        ForwardSegments(buffers, caches, tokens, ones, logits, adapters, default);
     }
 
-    /// <summary>Activation buffers for <see cref="ForwardBatch(LlamaState, IReadOnlyList{KvCache}, ReadOnlySpan{int}, Span{float})"/>: up to <paramref name="maxBatch"/> rows, attention over up to <paramref name="maxSequence"/> positions; no KV cache of their own.</summary>
+    /// <summary>
+    /// Prefills several sequences in one forward pass (batched prefill): the tokens of every sequence are the rows of
+    /// one set of GEMMs, so each weight is read once for all of them, while attention runs per sequence over its own
+    /// cache. Sequence s contributes <paramref name="lengths"/>[s] consecutive tokens of <paramref name="tokens"/>, at
+    /// positions caches[s].Length onwards (a later chunk of a long prompt continues where the last one stopped), and
+    /// <paramref name="adapters"/>[s] (or null) is applied to its rows alone. Writes the logits of the last token of each
+    /// sequence whose <paramref name="wantLogits"/> entry is true (all when empty), in sequence order, as consecutive
+    /// rows of <paramref name="logits"/> [W, V], and advances every cache by its length. Each sequence gets what it gets
+    /// prefilled alone: the rows of a GEMM do not mix, and attention never looks across sequences.
+    /// </summary>
+    public void ForwardPrefill(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths,
+        Span<float> logits, IReadOnlyList<LoRAWeights?>? adapters = null, ReadOnlySpan<bool> wantLogits = default) =>
+        ForwardSegments(buffers, caches, tokens, lengths, logits, adapters, wantLogits);
+
+    /// <summary>
+    /// <see cref="ForwardPrefill"/> that writes the final hidden state of every row (after the final RMSNorm, before
+    /// the head) to <paramref name="hidden"/> [T, D] instead of logits: what embeddings of several inputs pool.
+    /// </summary>
+    public void ForwardPrefillHidden(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths,
+        Span<float> hidden, IReadOnlyList<LoRAWeights?>? adapters = null)
+    {
+        var d = Config.HiddenSize;
+        if (hidden.Length < tokens.Length * d)
+        {
+            throw new ArgumentException($"hidden needs {tokens.Length * d} floats, has {hidden.Length}", nameof(hidden));
+        }
+
+        adapters = CheckSegments(buffers, caches, tokens, lengths, adapters);
+        SegmentLayers(buffers, caches, tokens, lengths, adapters);
+        var t = tokens.Length;
+        RmsNorm.Forward(hidden[..(t * d)], buffers.Rstd.AsSpan(0, t), buffers.X.AsSpan(0, t * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
+    }
+
+    /// <summary>Activation buffers for <see cref="ForwardBatch(LlamaState, IReadOnlyList{KvCache}, ReadOnlySpan{int}, Span{float})"/> and <see cref="ForwardPrefill"/>: up to <paramref name="maxBatch"/> rows (tokens), attention over up to <paramref name="maxSequence"/> positions; no KV cache of their own.</summary>
     public LlamaState CreateBatchBuffers(int maxBatch, int maxSequence, WorkerPool? pool = null) =>
         new(this, 0, Math.Min(maxSequence, Rope.MaxPositions), Math.Max(1, maxBatch), pool ?? WorkerPool.Shared);
+
+    private void ForwardSegments(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths,
+        Span<float> logits, IReadOnlyList<LoRAWeights?>? adapters, ReadOnlySpan<bool> wantLogits)
+    {
+        var v = Config.VocabSize;
+        var d = Config.HiddenSize;
+        if (!wantLogits.IsEmpty && wantLogits.Length != lengths.Length)
+        {
+            throw new ArgumentException($"{lengths.Length} sequences but {wantLogits.Length} logits flags; one per sequence, or none for all", nameof(wantLogits));
+        }
+
+        var wanted = 0;
+        for (var i = 0; i < lengths.Length; i++)
+        {
+            wanted += wantLogits.IsEmpty || wantLogits[i] ? 1 : 0;
+        }
+
+        if (logits.Length < wanted * v)
+        {
+            throw new ArgumentException($"logits needs {wanted * v} floats, has {logits.Length}", nameof(logits));
+        }
+
+        adapters = CheckSegments(buffers, caches, tokens, lengths, adapters);
+        SegmentLayers(buffers, caches, tokens, lengths, adapters);
+
+        // The last row of each sequence that wants logits moves up to row w (w never passes that row, so nothing
+        // still needed is overwritten), then the final norm and the head run over those W rows only.
+        var x = buffers.X;
+        var row = 0;
+        var w = 0;
+        for (var i = 0; i < lengths.Length; i++)
+        {
+            row += lengths[i];
+            if (wantLogits.IsEmpty || wantLogits[i])
+            {
+                if (w != row - 1)
+                {
+                    Array.Copy(x, (row - 1) * d, x, w * d, d);
+                }
+
+                w++;
+            }
+        }
+
+        if (w > 0)
+        {
+            Head(buffers, 0, w, logits);
+        }
+    }
+
+    // Checks a ragged batch; returns the adapters, or null when there are none to apply.
+    private IReadOnlyList<LoRAWeights?>? CheckSegments(LlamaState buffers, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths,
+        IReadOnlyList<LoRAWeights?>? adapters)
+    {
+        var n = lengths.Length;
+        if (caches.Count != n)
+        {
+            throw new ArgumentException($"{n} sequences but {caches.Count} caches; one cache per sequence", nameof(caches));
+        }
+
+        if (adapters is not null)
+        {
+            if (adapters.Count != n)
+            {
+                throw new ArgumentException($"{n} sequences but {adapters.Count} adapters; one (or null) per sequence", nameof(adapters));
+            }
+
+            var any = false;
+            foreach (var adapter in adapters)
+            {
+                CheckAdapter(adapter);
+                any |= adapter is not null;
+            }
+
+            adapters = any ? adapters : null;
+        }
+
+        var total = 0;
+        for (var i = 0; i < n; i++)
+        {
+            var cache = caches[i];
+            if (lengths[i] < 1)
+            {
+                throw new ArgumentException($"sequence {i} has {lengths[i]} tokens; each needs at least one", nameof(lengths));
+            }
+
+            if (cache.Length + lengths[i] > cache.MaxSequence)
+            {
+                throw new InvalidOperationException($"sequence {i}: {cache.Length} + {lengths[i]} tokens exceed its KV cache of {cache.MaxSequence} positions");
+            }
+
+            if (cache.MaxSequence > buffers.ScoresSequence)
+            {
+                throw new ArgumentException($"sequence {i} has a cache of {cache.MaxSequence} positions; the buffers' attention scratch covers {buffers.ScoresSequence}", nameof(caches));
+            }
+
+            for (var j = 0; j < i; j++)
+            {
+                if (ReferenceEquals(caches[j], cache))
+                {
+                    throw new ArgumentException($"sequences {j} and {i} share one KV cache; each needs its own", nameof(caches));
+                }
+            }
+
+            total += lengths[i];
+        }
+
+        if (total != tokens.Length)
+        {
+            throw new ArgumentException($"the lengths add up to {total} tokens but {tokens.Length} were given", nameof(lengths));
+        }
+
+        if (total > buffers.MaxChunk)
+        {
+            throw new ArgumentException($"{total} tokens exceed the buffers' {buffers.MaxChunk} rows", nameof(tokens));
+        }
+
+        return adapters;
+    }
+
+    // The decoder layers over a checked ragged batch; advances every cache by its length.
+    private void SegmentLayers(LlamaState s, IReadOnlyList<KvCache> caches, ReadOnlySpan<int> tokens, ReadOnlySpan<int> lengths, IReadOnlyList<LoRAWeights?>? adapters)
+    {
+        var row = 0;
+        for (var i = 0; i < lengths.Length; i++)
+        {
+            var start = caches[i].Length;
+            for (var j = 0; j < lengths[i]; j++, row++)
+            {
+                s.Positions[row] = start + j;
+                s.RowSegment[row] = i;
+            }
+        }
+
+        DecoderLayers(s, tokens, null, 0, null, new Segments(caches, lengths, adapters));
+        for (var i = 0; i < lengths.Length; i++)
+        {
+            caches[i].Length += lengths[i];
+        }
+    }
 
     internal void Forward(LlamaState state, KvCache cache, ReadOnlySpan<int> tokens, Span<float> logits, bool allPositions = false, LoRAWeights? adapter = null)
     {
@@ -358,7 +488,7 @@ public sealed class LlamaModel
             s.Positions[i] = start + i;
         }
 
-        DecoderLayers(s, tokens, cache, start, null, adapter, null);
+        DecoderLayers(s, tokens, cache, start, adapter, default);
         cache.Length = start + t;
         if (logits.IsEmpty)
         {
@@ -371,10 +501,9 @@ public sealed class LlamaModel
     }
 
     // Embedding and the L decoder layers over T rows at s.Positions. Either the T rows are consecutive
-    // positions start.. of one sequence (cache), or row i is the next token of sequence i (caches[i]).
-    // LoRA: `adapter` applies to every row, `rowAdapters[i]` to row i alone (at most one of them is set).
-    private void DecoderLayers(LlamaState s, ReadOnlySpan<int> tokens, KvCache? cache, int start, IReadOnlyList<KvCache>? caches,
-        LoRAWeights? adapter, IReadOnlyList<LoRAWeights?>? rowAdapters)
+    // positions start.. of one sequence (cache, with `adapter` on every row), or they are a ragged batch
+    // (segments: sequence i owns the next lengths[i] rows, its cache caches[i] and its adapter adapters[i]).
+    private void DecoderLayers(LlamaState s, ReadOnlySpan<int> tokens, KvCache? cache, int start, LoRAWeights? adapter, Segments segments)
     {
         var c = Config;
         var t = tokens.Length;
@@ -399,6 +528,7 @@ public sealed class LlamaModel
         var hidden = s.Hidden.AsSpan(0, t * f);
         var rstd = s.Rstd.AsSpan(0, t);
         var positions = s.Positions.AsSpan(0, t);
+        var lora = adapter is not null || segments.Adapters is not null;
 
         if (Embeddings.DType == ParameterDType.BFloat16)
         {
@@ -414,49 +544,63 @@ public sealed class LlamaModel
             var w = Layers[l];
             // Attention block: x += Wo · attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x))
             RmsNorm.Forward(xn, rstd, x, w.AttentionNorm.Span, d, eps);
-            Linear.Forward(q, xn, w.Wq, Bias(w.Bq), t, qDim, d);
-            Linear.Forward(k, xn, w.Wk, Bias(w.Bk), t, kvDim, d);
-            Linear.Forward(val, xn, w.Wv, Bias(w.Bv), t, kvDim, d);
-            if (adapter is not null || rowAdapters is not null)
+            Project(s, q, xn, w.Wq, Bias(w.Bq), t, qDim, d);
+            Project(s, k, xn, w.Wk, Bias(w.Bk), t, kvDim, d);
+            Project(s, val, xn, w.Wv, Bias(w.Bv), t, kvDim, d);
+            if (lora)
             {
-                AddLoRA(q, xn, t, qDim, d, l, LoRAModule.Query, adapter, rowAdapters);
-                AddLoRA(k, xn, t, kvDim, d, l, LoRAModule.Key, adapter, rowAdapters);
-                AddLoRA(val, xn, t, kvDim, d, l, LoRAModule.Value, adapter, rowAdapters);
+                AddLoRA(s, s.Q, s.XNorm, t, qDim, d, l, LoRAModule.Query, adapter, segments);
+                AddLoRA(s, s.K, s.XNorm, t, kvDim, d, l, LoRAModule.Key, adapter, segments);
+                AddLoRA(s, s.V, s.XNorm, t, kvDim, d, l, LoRAModule.Value, adapter, segments);
             }
 
             Ops.Rope.Forward(q, positions, h, Rope);
             Ops.Rope.Forward(k, positions, hkv, Rope);
-            if (caches is null)
+            if (segments.Caches is null)
             {
                 cache!.Write(l, start, k, val, t);
                 Attention.Forward(att, q, cache.Keys[l], cache.Values[l], s.Scores, start, t, h, hkv, dh, cache.MaxSequence, s.Pool);
             }
             else
             {
-                // Each row writes its k/v into its own cache and attends over it alone.
-                for (var i = 0; i < t; i++)
+                // Each sequence writes its rows' k/v into its own cache; then every (row, head) pair of the batch
+                // attends over its own sequence's cache, split across the pool in one run.
+                var row = 0;
+                for (var i = 0; i < segments.Lengths.Length; i++)
                 {
-                    var rowCache = caches[i];
-                    var pos = rowCache.Length;
-                    rowCache.Write(l, pos, k.Slice(i * kvDim, kvDim), val.Slice(i * kvDim, kvDim), 1);
-                    Attention.Forward(att.Slice(i * qDim, qDim), q.Slice(i * qDim, qDim), rowCache.Keys[l], rowCache.Values[l], s.Scores,
-                        pos, 1, h, hkv, dh, rowCache.MaxSequence, s.Pool);
+                    var n = segments.Lengths[i];
+                    segments.Caches[i].Write(l, segments.Caches[i].Length, k.Slice(row * kvDim, n * kvDim), val.Slice(row * kvDim, n * kvDim), n);
+                    row += n;
                 }
+
+                s.SegmentAttention.Run(s.Att, s.Q, s.Scores, s.ScoresSequence, s.RowSegment, s.Positions, segments.Caches, l, t, h, hkv, dh, s.Pool);
             }
 
-            Linear.Forward(proj, att, w.Wo, Bias(w.Bo), t, d, qDim);
-            AddLoRA(proj, att, t, d, qDim, l, LoRAModule.Output, adapter, rowAdapters);
+            Project(s, proj, att, w.Wo, Bias(w.Bo), t, d, qDim);
+            if (lora)
+            {
+                AddLoRA(s, s.Proj, s.Att, t, d, qDim, l, LoRAModule.Output, adapter, segments);
+            }
+
             TensorPrimitives.Add(x, proj, x);
 
             // MLP block: x += W2 · (silu(W1·n(x)) ⊙ W3·n(x))
             RmsNorm.Forward(xn, rstd, x, w.MlpNorm.Span, d, eps);
-            Linear.Forward(gate, xn, w.WGate, default, t, f, d);
-            Linear.Forward(up, xn, w.WUp, default, t, f, d);
-            AddLoRA(gate, xn, t, f, d, l, LoRAModule.Gate, adapter, rowAdapters);
-            AddLoRA(up, xn, t, f, d, l, LoRAModule.Up, adapter, rowAdapters);
+            Project(s, gate, xn, w.WGate, default, t, f, d);
+            Project(s, up, xn, w.WUp, default, t, f, d);
+            if (lora)
+            {
+                AddLoRA(s, s.Gate, s.XNorm, t, f, d, l, LoRAModule.Gate, adapter, segments);
+                AddLoRA(s, s.Up, s.XNorm, t, f, d, l, LoRAModule.Up, adapter, segments);
+            }
+
             SwiGlu.Forward(hidden, gate, up);
-            Linear.Forward(proj, hidden, w.WDown, default, t, d, f);
-            AddLoRA(proj, hidden, t, d, f, l, LoRAModule.Down, adapter, rowAdapters);
+            Project(s, proj, hidden, w.WDown, default, t, d, f);
+            if (lora)
+            {
+                AddLoRA(s, s.Proj, s.Hidden, t, d, f, l, LoRAModule.Down, adapter, segments);
+            }
+
             TensorPrimitives.Add(x, proj, x);
         }
     }
@@ -467,27 +611,79 @@ public sealed class LlamaModel
         var d = Config.HiddenSize;
         var xn = s.XNorm.AsSpan(0, rows * d);
         RmsNorm.Forward(xn, s.Rstd.AsSpan(0, rows), s.X.AsSpan(first * d, rows * d), FinalNorm.Span, d, (float)Config.RmsNormEps);
-        Linear.Forward(logits[..(rows * Config.VocabSize)], xn, Output, default, rows, Config.VocabSize, d);
+        Project(s, logits[..(rows * Config.VocabSize)], xn, Output, default, rows, Config.VocabSize, d);
     }
 
-    // The low-rank update of one projection: for every row (adapter), or for row i alone (rowAdapters[i]).
-    private static void AddLoRA(Span<float> output, ReadOnlySpan<float> input, int t, int outDim, int inDim, int layer, LoRAModule module,
-        LoRAWeights? adapter, IReadOnlyList<LoRAWeights?>? rowAdapters)
+    // A linear layer: NF4 weights through the QLoRA kernel that dequantises inside the GEMM (no fp32 copy of the matrix);
+    // decode-sized batches (≤ 32 rows) of fp32 or bf16 weights through the kernel that streams W once for all rows;
+    // everything else (prefill) through Linear.Forward.
+    private void Project(LlamaState s, Span<float> output, ReadOnlySpan<float> x, Parameter weight, ReadOnlySpan<float> bias, int rows, int outFeatures, int inFeatures)
+    {
+        if (weight.DType == ParameterDType.Nf4)
+        {
+            // Nf4Linear shares the parameter's NF4 tensor and adds its bias itself.
+            Nf4Projection(weight).Forward(output[..(rows * outFeatures)], x[..(rows * inFeatures)], rows, training: false);
+            if (!bias.IsEmpty)
+            {
+                for (var r = 0; r < rows; r++)
+                {
+                    var row = output.Slice(r * outFeatures, outFeatures);
+                    TensorPrimitives.Add(row, bias, row);
+                }
+            }
+        }
+        else if (rows > DecodeMatMul.MaxRows || !DecodeMatMul.IsAccelerated(inFeatures))
+        {
+            Linear.Forward(output, x, weight, bias, rows, outFeatures, inFeatures);
+        }
+        else if (weight.DType == ParameterDType.BFloat16)
+        {
+            DecodeMatMul.ForwardBf16(x, weight.Bf16Span, bias, output, rows, outFeatures, inFeatures, s.Pool);
+        }
+        else
+        {
+            DecodeMatMul.Forward(x, weight.Span, bias, output, rows, outFeatures, inFeatures, s.Pool);
+        }
+    }
+
+    // The low-rank update of one projection: for every row (adapter), or for the rows of sequence i alone
+    // (segments.Adapters[i]). LoRAWeights.Apply computes each row alone, so both give a row the same result, and
+    // sequences on adapters can be updated in parallel (disjoint rows) without changing any of them.
+    private static void AddLoRA(LlamaState s, float[] output, float[] input, int rows, int outDim, int inDim, int layer, LoRAModule module,
+        LoRAWeights? adapter, Segments segments)
     {
         if (adapter is not null)
         {
-            adapter.Apply(output, input, t, layer, module);
+            adapter.Apply(output.AsSpan(0, rows * outDim), input.AsSpan(0, rows * inDim), rows, layer, module);
             return;
         }
 
-        if (rowAdapters is null)
+        if (segments.Adapters is not { } adapters)
         {
             return;
         }
 
-        for (var i = 0; i < t; i++)
+        var row = 0;
+        for (var i = 0; i < segments.Lengths.Length; i++)
         {
-            rowAdapters[i]?.Apply(output.Slice(i * outDim, outDim), input.Slice(i * inDim, inDim), 1, layer, module);
+            s.SegmentStart[i] = row;
+            row += segments.Lengths[i];
+        }
+
+        s.SegmentStart[segments.Lengths.Length] = row;
+        s.SegmentLoRA.Run(output, input, s.SegmentStart, adapters, segments.Lengths.Length, outDim, inDim, layer, module, s.Pool);
+    }
+
+    private Nf4Linear Nf4Projection(Parameter weight)
+    {
+        lock (_nf4)
+        {
+            if (!_nf4.TryGetValue(weight, out var linear))
+            {
+                _nf4[weight] = linear = new Nf4Linear(weight, null);
+            }
+
+            return linear;
         }
     }
 
@@ -504,6 +700,17 @@ public sealed class LlamaModel
     private static int RopePositions(LlamaConfig config) => Math.Clamp(config.MaxPositions, 1, 16384);
 
     private static ReadOnlySpan<float> Bias(Parameter? p) => p is null ? default : p.Span;
+}
+
+// A ragged batch: sequence i owns the next Lengths[i] rows, its KV cache Caches[i] and its adapter Adapters[i] (a null
+// list: the base for all). Default (Caches null): the rows are one sequence's.
+internal readonly ref struct Segments(IReadOnlyList<KvCache>? caches, ReadOnlySpan<int> lengths, IReadOnlyList<LoRAWeights?>? adapters)
+{
+    public IReadOnlyList<KvCache>? Caches { get; } = caches;
+
+    public ReadOnlySpan<int> Lengths { get; } = lengths;
+
+    public IReadOnlyList<LoRAWeights?>? Adapters { get; } = adapters;
 }
 
 /// <summary>Per-sequence inference state: the KV cache and activation buffers, allocated once.</summary>
@@ -529,6 +736,10 @@ public sealed class LlamaState
         Hidden = new float[t * c.IntermediateSize];
         Rstd = new float[t];
         Positions = new int[t];
+        RowSegment = new int[t];
+        SegmentStart = new int[t + 1];
+        Ones = new int[t];
+        Array.Fill(Ones, 1);
         Scores = new float[Attention.ScratchLength(scoresSequence, pool)];
     }
 
@@ -565,6 +776,17 @@ public sealed class LlamaState
     internal float[] Rstd { get; }
 
     internal int[] Positions { get; }
+
+    // Ragged batches: the sequence of each row, and a run of ones (the lengths of a decode step).
+    internal int[] RowSegment { get; }
+
+    internal int[] Ones { get; }
+
+    internal int[] SegmentStart { get; }
+
+    internal SegmentAttention SegmentAttention { get; } = new();
+
+    internal SegmentLoRA SegmentLoRA { get; } = new();
 
     internal float[] Scores { get; }
 

@@ -47,6 +47,7 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly Thread _thread;
     private readonly int _maxQueue;
     private int _queued;
+    private int _disposed;
 
     public LoadedModel(CatalogEntry entry, PretrainedModel model, InferenceOptions options, bool pinned, ParameterDType dtype = ParameterDType.Float32)
     {
@@ -57,7 +58,7 @@ public sealed class LoadedModel : IAsyncDisposable
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
         _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
-        Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength);
+        Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength, prefillTokensPerStep: options.PrefillTokensPerStep);
         // The KV caches of a full batch count against the memory budget with the weights.
         var config = entry.Config;
         KvCacheBytes = (long)options.MaxBatch * ContextLength * config.NumLayers * 2L * config.NumKeyValueHeads * config.HeadDim * sizeof(float);
@@ -200,7 +201,8 @@ public sealed class LoadedModel : IAsyncDisposable
 
     private void DropCancelled()
     {
-        foreach (var work in _active.Keys)
+        // Enumerating the dictionary itself (not .Keys, which copies) keeps the per-step loop free of snapshots.
+        foreach (var (work, _) in _active)
         {
             if (work.CancellationToken.IsCancellationRequested && work.Sequence is { IsFinished: false } sequence)
             {
@@ -211,7 +213,7 @@ public sealed class LoadedModel : IAsyncDisposable
 
     private void CollectFinished()
     {
-        foreach (var work in _active.Keys)
+        foreach (var (work, _) in _active)
         {
             if (work.Sequence is { IsFinished: true } sequence && _active.TryRemove(work, out _))
             {
@@ -252,9 +254,24 @@ public sealed class LoadedModel : IAsyncDisposable
         }
     }
 
+    /// <summary>Completes once no request is decoding or queued on this model (new ones may still arrive meanwhile).</summary>
+    public async Task DrainAsync()
+    {
+        var delay = 1;
+        while (!_active.IsEmpty || Volatile.Read(ref _queued) > 0)
+        {
+            await Task.Delay(delay);
+            delay = Math.Min(delay * 2, 20);
+        }
+    }
+
     /// <summary>Stops the decode loop; requests still in it fail with ABORTED.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
         _queue.Writer.TryComplete();
         _stop.Cancel();
         await Task.Run(_thread.Join);

@@ -17,6 +17,7 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
     private readonly Dictionary<string, LoadedModel> _loaded = new(StringComparer.Ordinal);
     private readonly Dictionary<string, LoadedAdapter> _adapters = new(StringComparer.Ordinal);
     private readonly Dictionary<string, AdapterSpec> _known = new(StringComparer.Ordinal);
+    private readonly List<LoadedModel> _unloading = [];
     private readonly Lock _lock = new();
 
     public InferenceOptions Options => options.Value;
@@ -59,7 +60,19 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
         }
     }
 
-    public long ModelBytes => Loaded.Sum(m => m.MemoryBytes);
+    /// <summary>Models being unloaded: no longer reachable, still finishing their requests and in memory.</summary>
+    public IReadOnlyList<LoadedModel> Unloading
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _unloading];
+            }
+        }
+    }
+
+    public long ModelBytes => Loaded.Sum(m => m.MemoryBytes) + Unloading.Sum(m => m.MemoryBytes);
 
     public long AdapterBytes => Adapters.Sum(a => a.MemoryBytes);
 
@@ -178,8 +191,14 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
         }
     }
 
-    /// <summary>Unloads a model and its adapters; null when it was not loaded, else the ids of the adapters unloaded with it.</summary>
-    public async Task<IReadOnlyList<string>?> UnloadAsync(string key)
+    /// <summary>
+    /// Unloads a model and its adapters; null when it was not loaded, else the ids of the adapters unloaded with it. New
+    /// requests stop reaching it at once. Without <paramref name="force"/> it then waits until the requests already on it
+    /// (decoding or queued) have finished, and frees it; with <paramref name="force"/> they end at once (ABORTED). The
+    /// model's memory counts against the budget until it is freed. Cancelling the wait does not stop the unload: the
+    /// model is freed when its last request ends.
+    /// </summary>
+    public async Task<IReadOnlyList<string>?> UnloadAsync(string key, bool force = true, CancellationToken cancellationToken = default)
     {
         LoadedModel? model;
         List<LoadedAdapter> adapters;
@@ -189,15 +208,36 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
             {
                 return null;
             }
+            _unloading.Add(model);
             adapters = [.. _adapters.Values.Where(a => a.Model == model)];
             foreach (var adapter in adapters)
             {
-                adapter.BeginUnload(force: true);
+                adapter.BeginUnload(force);
                 _adapters.Remove(adapter.Id);
             }
         }
-        await model.DisposeAsync();
+        await FreeAsync(model, force).WaitAsync(cancellationToken);
         return [.. adapters.Select(a => a.Id)];
+    }
+
+    // Waits for the model's requests unless forced, stops its decode loop, and drops it from the budget.
+    private async Task FreeAsync(LoadedModel model, bool force)
+    {
+        try
+        {
+            if (!force)
+            {
+                await model.DrainAsync();
+            }
+            await model.DisposeAsync();
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _unloading.Remove(model);
+            }
+        }
     }
 
     /// <summary>
@@ -238,6 +278,13 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
         var matrices = (v * d) + (l * ((d * q) + (2 * d * kv) + (q * d) + (3 * d * f))) + (config.TieWordEmbeddings ? 0 : v * d);
         var vectors = (l * 2 * d) + d;
         var kvCache = (long)Options.MaxBatch * context * l * 2 * kv * sizeof(float);
+        if (dtype == ParameterDType.Nf4)
+        {
+            // NF4 projections (0.5 byte per weight + one int8 absmax per 64, Nf4Tensor); embeddings and head stay fp32.
+            var projections = l * ((d * q) + (2 * d * kv) + (q * d) + (3 * d * f));
+            var dense = matrices - projections;
+            return (projections / 2) + (projections / 64) + (dense * sizeof(float)) + (vectors * sizeof(float)) + kvCache;
+        }
         return (matrices * (dtype == ParameterDType.BFloat16 ? 2 : sizeof(float))) + (vectors * sizeof(float)) + kvCache;
     }
 
@@ -257,7 +304,11 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
         PretrainedModel model;
         try
         {
-            model = await Task.Run(() => PretrainedModel.Load(entry.Directory, new ModelLoadOptions { WeightDType = dtype }), cancellationToken);
+            // NF4 holds the seven projections of every layer (quantised as they load); embeddings and head stay fp32.
+            var load = dtype == ParameterDType.Nf4
+                ? new ModelLoadOptions { WeightDType = ParameterDType.Float32, ProjectionDType = ParameterDType.Nf4 }
+                : new ModelLoadOptions { WeightDType = dtype };
+            model = await Task.Run(() => PretrainedModel.Load(entry.Directory, load), cancellationToken);
         }
         catch (Exception ex) when (ex is ModelFormatException or TokenizerFormatException or IOException or System.Text.Json.JsonException or InvalidOperationException)
         {
@@ -330,6 +381,10 @@ public sealed class ModelManager(ModelCatalog catalog, IOptions<InferenceOptions
         foreach (var model in Loaded)
         {
             await UnloadAsync(model.Entry.Key);
+        }
+        foreach (var model in Unloading)
+        {
+            await model.DisposeAsync();
         }
     }
 }

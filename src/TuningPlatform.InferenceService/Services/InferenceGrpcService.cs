@@ -60,7 +60,8 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         {
             ModelDtype.Unspecified or ModelDtype.Fp32 => ParameterDType.Float32,
             ModelDtype.Bf16 => ParameterDType.BFloat16,
-            _ => throw Invalid("dtype", $"{request.Dtype} is not served; use FP32 or BF16."),
+            ModelDtype.Nf4 => ParameterDType.Nf4,
+            _ => throw Invalid("dtype", $"{request.Dtype} is not served; use FP32, BF16 or NF4."),
         };
         Check(request.MaxContextLength >= 0, "max_context_length", $"must be ≥ 0, got {request.MaxContextLength}.");
         var response = new LoadModelResponse();
@@ -98,7 +99,8 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         {
             throw Invalid("model_id", "is required.");
         }
-        var unloaded = await models.UnloadAsync(request.ModelId) ?? await models.UnloadAsync(request.ModelId + "#merged");
+        var unloaded = await models.UnloadAsync(request.ModelId, request.Force, context.CancellationToken)
+            ?? await models.UnloadAsync(request.ModelId + "#merged", request.Force, context.CancellationToken);
         if (unloaded is null && !request.AllowMissing)
         {
             throw NotFound("model_id", $"'{request.ModelId}' is not loaded.");
@@ -234,11 +236,21 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         var (model, work, rendered) = (run.Model, run.Work, run.Rendered);
         try
         {
-            await foreach (var delta in work.Deltas.Reader.ReadAllAsync(context.CancellationToken))
+            // Deltas decoded while the last message was being written go out together as one message: a slow reader
+            // costs fewer, larger writes instead of a backlog of one-token frames (each delta is whole characters, so
+            // their concatenation is valid UTF-8 too).
+            var reader = work.Deltas.Reader;
+            var pending = new System.Text.StringBuilder();
+            while (await reader.WaitToReadAsync(context.CancellationToken))
             {
-                if (delta.Length > 0)
+                pending.Clear();
+                while (reader.TryRead(out var delta))
                 {
-                    await responseStream.WriteAsync(new GenerateStreamResponse { Delta = new TextDelta { Text = delta } }, context.CancellationToken);
+                    pending.Append(delta);
+                }
+                if (pending.Length > 0)
+                {
+                    await responseStream.WriteAsync(new GenerateStreamResponse { Delta = new TextDelta { Text = pending.ToString() } }, context.CancellationToken);
                 }
             }
         }
@@ -836,7 +848,12 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         };
         if (loaded is not null)
         {
-            info.Dtype = loaded.DType == ParameterDType.BFloat16 ? ModelDtype.Bf16 : ModelDtype.Fp32;
+            info.Dtype = loaded.DType switch
+            {
+                ParameterDType.BFloat16 => ModelDtype.Bf16,
+                ParameterDType.Nf4 => ModelDtype.Nf4,
+                _ => ModelDtype.Fp32,
+            };
             info.ParameterCount = loaded.Model.Model.Parameters.Count;
             info.HasChatTemplate = loaded.Model.ChatTemplate is not null;
             info.MemoryBytes = loaded.MemoryBytes;

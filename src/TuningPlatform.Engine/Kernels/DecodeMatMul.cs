@@ -1,0 +1,359 @@
+// DecodeMatMul: C = A · Wᵀ (+ bias) for the few rows of a decode step (M ≤ 32 sequences, one token each).
+//
+//   A    [M, K]   activations, M ≤ 32
+//   W    [N, K]   weight (fp32, or bf16 bits widened as they are loaded)
+//   bias [N]      optional
+//   C    [M, N]   output, overwritten
+//
+// Decode is bound by reading W, so every W element should be loaded once per step whatever M is, and each load
+// should feed as many FMAs as possible. MatMul.MatVec streams W once too, but runs M separate dot products per W
+// row (each with its own reduction), so at M = 8 it cost about 7× M = 1 (and M > 8 went to the GEMM, which packs
+// all of W every call). Here a register tile of 4 W rows × up
+// to 4 A rows keeps up to 16 Vector512 accumulators: each 16-float step loads 4 W vectors and up to 4 A vectors
+// (L1) for up to 16 FMAs; each group of A rows takes the tile of its exact size, and W rows past a multiple of 4
+// go through a 1-W-row tile with the same per-element order. Every C[r, j] is one accumulator over K in 16-float
+// steps, reduced by one fixed tree (Reduce4), then the K % 16 tail in scalar order, so it does not depend on M, on r or on
+// which tile j falls in: a sequence gets the same logits whichever others share its step.
+// W rows are split across the worker pool. Without AVX-512 (or with K < 16) it falls back to MatMul.Forward.
+// Reference: MatMul.cs (the naive kernel is the reference in tests); llama.cpp's ggml_vec_dot for the row layout.
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using TuningPlatform.Engine.Threading;
+
+namespace TuningPlatform.Engine.Kernels;
+
+/// <summary>C = A · Wᵀ (+ bias) for up to <see cref="MaxRows"/> rows (batched decode), streaming W once.</summary>
+public static unsafe class DecodeMatMul
+{
+    /// <summary>Most rows of A this kernel takes (a decode step of up to 32 sequences).</summary>
+    public const int MaxRows = 32;
+
+    // Below about a megabyte of weights, waking a worker costs more than the work it takes over (as MatMul).
+    private const int MinParallelWork = 1 << 18;
+
+    /// <summary>Whether the fast path runs on this machine for inner dimension <paramref name="k"/> (else MatMul.Forward does the work).</summary>
+    public static bool IsAccelerated(int k) => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && k >= 16;
+
+    /// <summary>C[m, n] = A[m, k] · W[n, k]ᵀ (+ bias) with fp32 W, m ≤ <see cref="MaxRows"/>.</summary>
+    public static void Forward(ReadOnlySpan<float> a, ReadOnlySpan<float> w, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k, WorkerPool? pool = null)
+    {
+        Check(a.Length, w.Length, bias, c.Length, m, n, k);
+        if (!IsAccelerated(k))
+        {
+            MatMul.Forward(a, w, bias, c, m, n, k, pool);
+            return;
+        }
+
+        fixed (float* pa = a, pw = w, pb = bias, pc = c)
+        {
+            Run(pa, pw, null, bias.IsEmpty ? null : pb, pc, m, n, k, pool ?? WorkerPool.Shared);
+        }
+    }
+
+    /// <summary>C[m, n] = A[m, k] · W16[n, k]ᵀ (+ bias) with W as bf16 bits, m ≤ <see cref="MaxRows"/>.</summary>
+    public static void ForwardBf16(ReadOnlySpan<float> a, ReadOnlySpan<ushort> w16, ReadOnlySpan<float> bias, Span<float> c, int m, int n, int k, WorkerPool? pool = null)
+    {
+        Check(a.Length, w16.Length, bias, c.Length, m, n, k);
+        if (!IsAccelerated(k))
+        {
+            MatMul.ForwardBf16(a, w16, bias, c, m, n, k, pool);
+            return;
+        }
+
+        fixed (float* pa = a, pb = bias, pc = c)
+        fixed (ushort* pw = w16)
+        {
+            Run(pa, null, pw, bias.IsEmpty ? null : pb, pc, m, n, k, pool ?? WorkerPool.Shared);
+        }
+    }
+
+    private static void Check(int a, int w, ReadOnlySpan<float> bias, int c, int m, int n, int k)
+    {
+        if (m < 1 || m > MaxRows)
+        {
+            throw new ArgumentOutOfRangeException(nameof(m), $"{m} rows; this kernel takes 1 to {MaxRows} (use MatMul.Forward for more)");
+        }
+
+        if (a < (long)m * k || w < (long)n * k || c < (long)m * n || (!bias.IsEmpty && bias.Length < n))
+        {
+            throw new ArgumentException($"matmul shapes: A needs {(long)m * k} (has {a}), W {(long)n * k} ({w}), C {(long)m * n} ({c}), bias {n} or none ({bias.Length})");
+        }
+    }
+
+    private static void Run(float* a, float* w, ushort* w16, float* bias, float* c, int m, int n, int k, WorkerPool pool)
+    {
+        var job = Job.Instance;
+        job.A = a;
+        job.W = w;
+        job.W16 = w16;
+        job.Bias = bias;
+        job.C = c;
+        job.M = m;
+        job.N = n;
+        job.K = k;
+        // Chunks of whole 4-row W tiles, so the split never changes which tile a row falls in.
+        var tiles = (n + 3) / 4;
+        var chunks = (long)n * k < MinParallelWork ? 1 : Math.Min(tiles, pool.Threads * 4);
+        pool.Run(job, chunks);
+    }
+
+    private sealed class Job : IParallelJob
+    {
+        [ThreadStatic]
+        private static Job? _instance;
+
+        public float* A;
+        public float* W;
+        public ushort* W16;
+        public float* Bias;
+        public float* C;
+        public int M;
+        public int N;
+        public int K;
+
+        public static Job Instance => _instance ??= new Job();
+
+        public void Execute(int chunk, int chunkCount)
+        {
+            var tiles = (N + 3) / 4;
+            var j0 = (int)((long)tiles * chunk / chunkCount) * 4;
+            var j1 = Math.Min(N, (int)((long)tiles * (chunk + 1) / chunkCount) * 4);
+            if (W16 != null)
+            {
+                Columns<Bf16Weights>(W16, j0, j1);
+            }
+            else
+            {
+                Columns<Fp32Weights>(W, j0, j1);
+            }
+        }
+
+        // W rows j0..j1: the W tile outermost, so the second group of A rows finds its 4 W rows in L1 and W streams
+        // from memory once; each group of up to 4 A rows takes the tile of exactly its size (no wasted FMAs).
+        private void Columns<TW>(void* w, int j0, int j1)
+            where TW : struct, IWeights
+        {
+            var j = j0;
+            for (; j + 4 <= j1; j += 4)
+            {
+                for (var r0 = 0; r0 < M; r0 += 4)
+                {
+                    var a = A + ((long)r0 * K);
+                    var c = C + ((long)r0 * N);
+                    switch (M - r0)
+                    {
+                        case 1: Tile<Rows1, TW>(a, w, c, j, 4); break;
+                        case 2: Tile<Rows2, TW>(a, w, c, j, 4); break;
+                        case 3: Tile<Rows3, TW>(a, w, c, j, 4); break;
+                        default: Tile<Rows4, TW>(a, w, c, j, 4); break;
+                    }
+                }
+            }
+
+            for (; j < j1; j++)
+            {
+                for (var r0 = 0; r0 < M; r0 += 4)
+                {
+                    var a = A + ((long)r0 * K);
+                    var c = C + ((long)r0 * N);
+                    switch (M - r0)
+                    {
+                        case 1: Tile<Rows1, TW>(a, w, c, j, 1); break;
+                        case 2: Tile<Rows2, TW>(a, w, c, j, 1); break;
+                        case 3: Tile<Rows3, TW>(a, w, c, j, 1); break;
+                        default: Tile<Rows4, TW>(a, w, c, j, 1); break;
+                    }
+                }
+            }
+        }
+
+        // C[0..TR, j..j+cols] for TR A rows and cols (1 or 4) W rows: one Vector512 accumulator per element over K in
+        // 16-float steps. The generic arguments are structs, so the JIT compiles one copy per shape with the unused
+        // rows' code removed.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Tile<TR, TW>(float* a, void* w, float* c, int j, int cols)
+            where TR : struct, IRows
+            where TW : struct, IWeights
+        {
+            var k = K;
+            var k16 = k & ~15;
+            var w0 = (long)j * k;
+            var w1 = cols == 4 ? w0 + k : w0;
+            var w2 = cols == 4 ? w0 + (2L * k) : w0;
+            var w3 = cols == 4 ? w0 + (3L * k) : w0;
+            var a1 = a + k;
+            var a2 = a + (2L * k);
+            var a3 = a + (3L * k);
+            Vector512<float> c00 = default, c01 = default, c02 = default, c03 = default;
+            Vector512<float> c10 = default, c11 = default, c12 = default, c13 = default;
+            Vector512<float> c20 = default, c21 = default, c22 = default, c23 = default;
+            Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
+            if (cols == 4)
+            {
+                for (var i = 0; i < k16; i += 16)
+                {
+                    var v0 = TW.Load(w, w0 + i);
+                    var v1 = TW.Load(w, w1 + i);
+                    var v2 = TW.Load(w, w2 + i);
+                    var v3 = TW.Load(w, w3 + i);
+                    var x = Vector512.Load(a + i);
+                    c00 = Vector512.FusedMultiplyAdd(x, v0, c00);
+                    c01 = Vector512.FusedMultiplyAdd(x, v1, c01);
+                    c02 = Vector512.FusedMultiplyAdd(x, v2, c02);
+                    c03 = Vector512.FusedMultiplyAdd(x, v3, c03);
+                    if (TR.Count > 1)
+                    {
+                        x = Vector512.Load(a1 + i);
+                        c10 = Vector512.FusedMultiplyAdd(x, v0, c10);
+                        c11 = Vector512.FusedMultiplyAdd(x, v1, c11);
+                        c12 = Vector512.FusedMultiplyAdd(x, v2, c12);
+                        c13 = Vector512.FusedMultiplyAdd(x, v3, c13);
+                    }
+
+                    if (TR.Count > 2)
+                    {
+                        x = Vector512.Load(a2 + i);
+                        c20 = Vector512.FusedMultiplyAdd(x, v0, c20);
+                        c21 = Vector512.FusedMultiplyAdd(x, v1, c21);
+                        c22 = Vector512.FusedMultiplyAdd(x, v2, c22);
+                        c23 = Vector512.FusedMultiplyAdd(x, v3, c23);
+                    }
+
+                    if (TR.Count > 3)
+                    {
+                        x = Vector512.Load(a3 + i);
+                        c30 = Vector512.FusedMultiplyAdd(x, v0, c30);
+                        c31 = Vector512.FusedMultiplyAdd(x, v1, c31);
+                        c32 = Vector512.FusedMultiplyAdd(x, v2, c32);
+                        c33 = Vector512.FusedMultiplyAdd(x, v3, c33);
+                    }
+                }
+            }
+            else
+            {
+                for (var i = 0; i < k16; i += 16)
+                {
+                    var v0 = TW.Load(w, w0 + i);
+                    c00 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), v0, c00);
+                    if (TR.Count > 1)
+                    {
+                        c10 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + i), v0, c10);
+                    }
+
+                    if (TR.Count > 2)
+                    {
+                        c20 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + i), v0, c20);
+                    }
+
+                    if (TR.Count > 3)
+                    {
+                        c30 = Vector512.FusedMultiplyAdd(Vector512.Load(a3 + i), v0, c30);
+                    }
+                }
+            }
+
+            Store<TW>(a, w, c, j, cols, c00, c01, c02, c03);
+            if (TR.Count > 1)
+            {
+                Store<TW>(a1, w, c + N, j, cols, c10, c11, c12, c13);
+            }
+
+            if (TR.Count > 2)
+            {
+                Store<TW>(a2, w, c + (2L * N), j, cols, c20, c21, c22, c23);
+            }
+
+            if (TR.Count > 3)
+            {
+                Store<TW>(a3, w, c + (3L * N), j, cols, c30, c31, c32, c33);
+            }
+        }
+
+        // C[r, j..j+cols] = Reduce4(accumulators) + the K % 16 tail in order + bias (a: row r of A, c: row r of C).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Store<TW>(float* a, void* w, float* c, int j, int cols, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3)
+            where TW : struct, IWeights
+        {
+            var sums = Reduce4(v0, v1, v2, v3);
+            for (var q = 0; q < cols; q++)
+            {
+                var sum = sums.GetElement(q);
+                var row = (long)(j + q) * K;
+                for (var i = K & ~15; i < K; i++)
+                {
+                    sum += a[i] * TW.At(w, row + i);
+                }
+
+                c[j + q] = Bias == null ? sum : sum + Bias[j + q];
+            }
+        }
+    }
+
+    // The 16-lane sums of four accumulators at once: halves added (lane i + lane i+8), then two rounds of pairwise
+    // horizontal adds, then the 128-bit halves. Each sum follows the same fixed tree over its own lanes whatever the
+    // other three hold, so a tile of one W row (v1..v3 unused) gives what a tile of four gives.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Reduce4(Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, Vector512<float> v3)
+    {
+        var t0 = v0.GetLower() + v0.GetUpper();
+        var t1 = v1.GetLower() + v1.GetUpper();
+        var t2 = v2.GetLower() + v2.GetUpper();
+        var t3 = v3.GetLower() + v3.GetUpper();
+        var h = Avx.HorizontalAdd(Avx.HorizontalAdd(t0, t1), Avx.HorizontalAdd(t2, t3));
+        return h.GetLower() + h.GetUpper();
+    }
+
+    // How many A rows a tile covers, as a type so each tile shape compiles to its own code.
+    private interface IRows
+    {
+        static abstract int Count { get; }
+    }
+
+    private readonly struct Rows1 : IRows
+    {
+        public static int Count => 1;
+    }
+
+    private readonly struct Rows2 : IRows
+    {
+        public static int Count => 2;
+    }
+
+    private readonly struct Rows3 : IRows
+    {
+        public static int Count => 3;
+    }
+
+    private readonly struct Rows4 : IRows
+    {
+        public static int Count => 4;
+    }
+
+    // How W elements are stored: fp32, or bf16 bits widened to fp32 as they are loaded.
+    private interface IWeights
+    {
+        static abstract Vector512<float> Load(void* w, long index);
+
+        static abstract float At(void* w, long index);
+    }
+
+    private readonly struct Fp32Weights : IWeights
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load(void* w, long index) => Vector512.Load((float*)w + index);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float At(void* w, long index) => ((float*)w)[index];
+    }
+
+    private readonly struct Bf16Weights : IWeights
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector512<float> Load(void* w, long index) =>
+            Avx512F.ShiftLeftLogical(Avx512F.ConvertToVector512Int32(Vector256.Load((ushort*)w + index)), 16).AsSingle();
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static float At(void* w, long index) => BitConverter.Int32BitsToSingle(((ushort*)w)[index] << 16);
+    }
+}
