@@ -39,6 +39,9 @@ public sealed class Sampler
 
         var v = logits.Length;
         TensorPrimitives.Divide(logits, _options.Temperature, logits);
+        // TensorPrimitives.SoftMax does not subtract the maximum: a logit over ~88 (easily reached at a low
+        // temperature) overflows exp to ∞ and every probability to NaN. The shift leaves the softmax unchanged.
+        TensorPrimitives.Subtract(logits, TensorPrimitives.Max(logits), logits);
         var probs = _probs.AsSpan(0, v);
         TensorPrimitives.SoftMax(logits, probs);
 
