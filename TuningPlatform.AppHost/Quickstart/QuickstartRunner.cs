@@ -419,11 +419,12 @@ internal sealed class QuickstartRunner
         var reused = comparison is not null;
         if (comparison is null)
         {
-            // The document, then the question in the plain prompt's shape the fine-tune was trained on ("question\n").
+            // The document, then the question; retrieval renders it as the plain prompt the fine-tune was trained on
+            // (each message and a newline).
             var rag = new RagSettings
             {
                 Retrieval = new RetrievalSettings { CollectionId = collectionId, TopK = 1, Mode = RetrievalMode.Lexical },
-                Prompt = new RagPromptSettings { PromptTemplate = "{context}\n{question}\n", ChunkTemplate = "{text}" },
+                Prompt = new RagPromptSettings { PromptTemplate = "{context}\n{question}", ChunkTemplate = "{text}" },
             };
             var request = new CreateComparisonRequest
             {
