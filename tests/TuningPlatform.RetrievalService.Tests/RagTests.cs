@@ -106,6 +106,32 @@ public sealed class RagTests
             }, Options);
             Assert.Single(budget.Retrieved);
 
+            // max_context_tokens = 0: the chunks that fit stories260K's 512 positions with the question and 100 new tokens.
+            await server.Client.CreateCollectionAsync(new CreateCollectionRequest
+            {
+                Name = "long",
+                Chunking = new ChunkingSettings { ChunkSizeTokens = 400, ChunkOverlapTokens = 0, MinChunkTokens = 1 },
+            }, Options);
+            var longDocuments = new InlineDocuments();
+            for (var i = 0; i < 6; i++)
+            {
+                longDocuments.Documents.Add(new Document
+                {
+                    DocumentId = $"long-{i}",
+                    Text = string.Concat(Enumerable.Repeat($"Tom the cat number {i} liked to sleep in the warm sun by the window. ", 5)),
+                });
+            }
+            await server.Client.IngestDocumentsAsync(new IngestDocumentsRequest { CollectionId = "long", Inline = longDocuments }, Options);
+            var fitted = await server.Client.AnswerAsync(new AnswerRequest
+            {
+                Question = "What did Tom the cat like?",
+                Model = model,
+                Rag = new RagSettings { Retrieval = new RetrievalSettings { CollectionId = "long", TopK = 6 } },
+                Sampling = new SamplingParameters { Temperature = 0, MaxNewTokens = 100 },
+            }, Options);
+            Assert.InRange(fitted.Retrieved.Count, 1, 5);
+            Assert.True(fitted.Usage.PromptTokens + 100 <= 512, $"{fitted.Usage.PromptTokens} prompt tokens + 100 exceed 512");
+
             // Errors, each with its status and field.
             async Task Fails(StatusCode code, string param, AnswerRequest request)
             {

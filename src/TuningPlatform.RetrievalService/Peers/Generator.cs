@@ -20,6 +20,8 @@ internal sealed class Generator(PeerClients peers)
 
     private readonly ConcurrentDictionary<string, bool> _completionOnly = new(StringComparer.Ordinal);
 
+    private readonly ConcurrentDictionary<string, (int, bool)> _models = new(StringComparer.Ordinal);
+
     public async Task<GenerateResponse> GenerateAsync(ModelRef model, string systemPrompt, string userMessage, SamplingParameters? sampling,
         bool returnRenderedPrompt, string param, CancellationToken cancellationToken)
     {
@@ -56,6 +58,44 @@ internal sealed class Generator(PeerClients peers)
             Sampling = sampling,
             ReturnRenderedPrompt = returnRenderedPrompt,
         }, CallOptions.WithTimeout(CallTimeout, cancellationToken)));
+    }
+
+    /// <summary>
+    /// The context length of the model a reference names (a fine-tuned id or an adapter resolves to its base) and
+    /// whether it has a chat template, from the inference service's ListModels; null when it does not list the model.
+    /// </summary>
+    public async Task<(int ContextLength, bool HasChatTemplate)?> DescribeAsync(ModelRef model, string param, CancellationToken cancellationToken)
+    {
+        var id = model.ModelCase == ModelRef.ModelOneofCase.FineTunedModelId ? model.FineTunedModelId : model.BaseModelId;
+        if (_models.TryGetValue(id, out var known))
+        {
+            return known;
+        }
+        var client = peers.RequireInference(param);
+        var listed = new Dictionary<string, ModelInfo>(StringComparer.Ordinal);
+        var request = new ListModelsRequest { Page = new PageRequest { PageSize = 1000 } };
+        while (true)
+        {
+            var page = await PeerClients.CallAsync("inference", param, () => client.ListModelsAsync(request, CallOptions.WithTimeout(CallTimeout, cancellationToken)));
+            foreach (var info in page.Models)
+            {
+                listed[info.Id] = info;
+            }
+            if (page.Page is null || page.Page.NextPageToken.Length == 0)
+            {
+                break;
+            }
+            request.Page.PageToken = page.Page.NextPageToken;
+        }
+        // ft:<base>:<suffix>:<job>[:ckpt-N] has its base's context (model ids have no colon).
+        var baseId = id.StartsWith("ft:", StringComparison.Ordinal) ? id.Split(':')[1] : id;
+        if (!listed.TryGetValue(id, out var found) && !listed.TryGetValue(baseId, out found))
+        {
+            return null;
+        }
+        var description = (found.ContextLength, found.HasChatTemplate);
+        _models[id] = description;
+        return description;
     }
 
     /// <summary>Token counts of <paramref name="texts"/> with the model's tokenizer (without special tokens).</summary>

@@ -24,6 +24,24 @@ internal sealed partial class RetrievalGrpcService
         return AnswerAsync(request.Question, "question", request.Model, request.Rag, "rag", request.Sampling, request.ReturnRenderedPrompt, context.CancellationToken);
     }
 
+    /// <summary>
+    /// max_context_tokens = 0: what the model's context leaves for the chunks after the rest of the prompt (system
+    /// message, template, question) and the tokens to generate (max_new_tokens, or the inference default of 256),
+    /// less a margin for the template's markers and the joins; 0 (no trimming) when the model's context is unknown.
+    /// </summary>
+    private async Task<int> ContextBudgetAsync(ModelRef model, string modelId, string systemPrompt, string withoutContext, SamplingParameters? sampling,
+        CancellationToken cancellationToken)
+    {
+        if (await generator.DescribeAsync(model, "model", cancellationToken) is not { } description)
+        {
+            return 0;
+        }
+        var rest = await generator.CountTokensAsync(modelId, [systemPrompt + "\n" + withoutContext + "\n"], "model", cancellationToken);
+        var newTokens = sampling is { MaxNewTokens: > 0 } ? sampling.MaxNewTokens : 256;
+        var margin = description.HasChatTemplate ? 48 : 16;
+        return Math.Max(1, description.ContextLength - rest[0] - newTokens - margin);
+    }
+
     /// <summary>The RAG pipeline shared by Answer and the comparison arms with retrieval.</summary>
     internal async Task<AnswerResponse> AnswerAsync(string question, string questionField, ModelRef model, RagSettings rag, string ragField,
         SamplingParameters? sampling, bool returnRenderedPrompt, CancellationToken cancellationToken)
@@ -44,13 +62,18 @@ internal sealed partial class RetrievalGrpcService
         var retrievalMs = Stopwatch.GetElapsedTime(started).TotalMilliseconds;
         var chunks = search.Hits.Select(h => h.Chunk).ToList();
         var rendered = chunks.Select((c, i) => RagPrompt.RenderChunk(chunkTemplate, i + 1, ToPromptChunk(c))).ToList();
-        if (prompt.MaxContextTokens > 0 && rendered.Count > 0)
+        var modelId = model.ModelCase == ModelRef.ModelOneofCase.FineTunedModelId ? model.FineTunedModelId : model.BaseModelId;
+        var budget = prompt.MaxContextTokens;
+        if (budget == 0 && rendered.Count > 0)
+        {
+            budget = await ContextBudgetAsync(model, modelId, prompt.SystemPrompt, RagPrompt.Render(promptTemplate, "", question), sampling, cancellationToken);
+        }
+        if (budget > 0 && rendered.Count > 0)
         {
             // Lowest-ranked chunks leave first until the context fits the budget.
-            var modelId = model.ModelCase == ModelRef.ModelOneofCase.FineTunedModelId ? model.FineTunedModelId : model.BaseModelId;
             var counts = await generator.CountTokensAsync(modelId, rendered, "model", cancellationToken);
             var total = counts.Sum() + (2 * (counts.Count - 1));
-            while (rendered.Count > 0 && total > prompt.MaxContextTokens)
+            while (rendered.Count > 0 && total > budget)
             {
                 total -= counts[rendered.Count - 1] + (rendered.Count > 1 ? 2 : 0);
                 rendered.RemoveAt(rendered.Count - 1);
