@@ -15,6 +15,24 @@ internal static class DatasetCommands
 {
     private const int ChunkBytes = 1 << 20;
 
+    /// <summary>Where an upload goes: a new dataset (<c>--name</c>) or a new version of one (<c>--dataset</c>), exactly one.</summary>
+    internal static DatasetTarget UploadTarget(string? name, string? dataset, string? description)
+    {
+        var target = new DatasetTarget { Description = description ?? "" };
+        switch (name, dataset)
+        {
+            case ({ } newName, null):
+                target.NewDatasetName = newName;
+                break;
+            case (null, { } existing):
+                target.DatasetId = existing;
+                break;
+            default:
+                throw new CliException("give exactly one of --name (a new dataset) or --dataset (a new version of an existing one).");
+        }
+        return target;
+    }
+
     public static Command Create(Terminal terminal) => AreaCommand.Group("datasets", "Upload, inspect, curate and export datasets (the curation service).",
         Upload(terminal), List(terminal), Show(terminal), Stats(terminal), Curate(terminal), Export(terminal));
 
@@ -40,18 +58,7 @@ internal static class DatasetCommands
             {
                 throw new CliException($"{path.FullName} does not exist.");
             }
-            var target = new DatasetTarget { Description = run.GetValue(description) };
-            switch (run.GetValue(name), run.GetValue(dataset))
-            {
-                case ({ } newName, null):
-                    target.NewDatasetName = newName;
-                    break;
-                case (null, { } existing):
-                    target.DatasetId = existing;
-                    break;
-                default:
-                    throw new CliException("give exactly one of --name (a new dataset) or --dataset (a new version of an existing one).");
-            }
+            var target = UploadTarget(run.GetValue(name), run.GetValue(dataset), run.GetValue(description));
             var options = new IngestOptions
             {
                 ValidateOnly = run.GetValue(validateOnly),

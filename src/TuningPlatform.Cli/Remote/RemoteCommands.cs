@@ -151,18 +151,7 @@ internal static class RemoteCommands
             {
                 throw new CliException($"{path.FullName} does not exist.");
             }
-            var target = new DatasetTarget { Description = parse.GetValue(description)! };
-            switch (parse.GetValue(name), parse.GetValue(dataset))
-            {
-                case ({ } newName, null):
-                    target.NewDatasetName = newName;
-                    break;
-                case (null, { } existing):
-                    target.DatasetId = existing;
-                    break;
-                default:
-                    throw new CliException("give exactly one of --name (a new dataset) or --dataset (a new version of an existing one).");
-            }
+            var target = Areas.DatasetCommands.UploadTarget(parse.GetValue(name), parse.GetValue(dataset), parse.GetValue(description));
             var bytes = await File.ReadAllBytesAsync(path.FullName, cancellationToken);
             var (service, descriptor) = PlatformServices.ResolveMethod("curation/UploadDataset");
             List<IMessage> requests =
