@@ -4,7 +4,7 @@
 # Arguments go to the study (e.g. --ft-epochs 12 --raft-epochs 12 --eval-limit 40 --out FILE). Needs ../shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data="${GORILLA_STUDY_DATA:-$(mktemp -d /tmp/gorilla-study.XXXXXX)}"
+data="${GORILLA_STUDY_DATA:-$(mktemp -d -t gorilla-study.XXXXXX)}"
 scripts/install-deps.sh runtime
 dotnet build TuningPlatform.sln -c Release -nologo -clp:ErrorsOnly
 # The base: stories260K from ../shared with its context raised from 512 to 1024 positions (stories260K-1k: the same
