@@ -62,7 +62,7 @@ public sealed class CurationJobs : IAsyncDisposable
     internal async Task<CurationJob> CreateAsync(CurationJobPayload payload, string requestId, CancellationToken cancellationToken)
     {
         var store = Require();
-        var created = await Call(() => store.CreateAsync(new NewJob(Kind, "cjob-", Serialize(payload))
+        var created = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(Kind, "cjob-", Serialize(payload))
         {
             RequestId = requestId.Length > 0 ? requestId : null,
             MaxAttempts = 2,
@@ -73,7 +73,7 @@ public sealed class CurationJobs : IAsyncDisposable
     internal async Task<CurationJob> GetAsync(string jobId, CancellationToken cancellationToken)
     {
         var store = Require();
-        return MapToJob(await Call(() => store.GetAsync(jobId, cancellationToken)));
+        return MapToJob(await CoordinationRpc.CallAsync(() => store.GetAsync(jobId, cancellationToken)));
     }
 
     /// <summary>Non-terminal jobs that read or write the given versions or dataset.</summary>
@@ -87,7 +87,7 @@ public sealed class CurationJobs : IAsyncDisposable
         string? token = null;
         do
         {
-            var page = await Call(() => Store.ListAsync(Kind, 1000, token, cancellationToken));
+            var page = await CoordinationRpc.CallAsync(() => Store.ListAsync(Kind, 1000, token, cancellationToken));
             foreach (var info in page.Jobs.Where(j => !j.Status.IsTerminal()))
             {
                 var job = Deserialize(info.Payload).Job;
@@ -163,27 +163,6 @@ public sealed class CurationJobs : IAsyncDisposable
         return result;
     }
 
-    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
-    internal static async Task<T> Call<T>(Func<Task<T>> call)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (CoordinationException e)
-        {
-            var status = e.Kind switch
-            {
-                CoordinationErrorKind.NotFound => StatusCode.NotFound,
-                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
-                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
-                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
-                _ => StatusCode.Unavailable,
-            };
-            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
-            throw;
-        }
-    }
 
     internal static bool IsTerminal(CoordinationJobStatus status) => status.IsTerminal();
 

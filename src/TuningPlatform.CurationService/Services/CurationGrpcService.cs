@@ -325,7 +325,7 @@ public sealed class CurationGrpcService(CurationEngine engine, CurationJobs jobs
         string? token = null;
         do
         {
-            var page = await CurationJobs.Call(() => store.ListAsync(CurationJobs.Kind, MaxPageSize, token, context.CancellationToken));
+            var page = await CoordinationRpc.CallAsync(() => store.ListAsync(CurationJobs.Kind, MaxPageSize, token, context.CancellationToken));
             all.AddRange(page.Jobs.Select(CurationJobs.MapToJob));
             token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
         }
@@ -344,7 +344,7 @@ public sealed class CurationGrpcService(CurationEngine engine, CurationJobs jobs
     public async Task<CancelCurationJobResponse> CancelCurationJob(CancelCurationJobRequest request, ServerCallContext context)
     {
         var store = jobs.Require();
-        var info = await CurationJobs.Call(() => store.CancelAsync(request.JobId, cancellationToken: context.CancellationToken));
+        var info = await CoordinationRpc.CallAsync(() => store.CancelAsync(request.JobId, cancellationToken: context.CancellationToken));
         return new CancelCurationJobResponse { Job = CurationJobs.MapToJob(info) };
     }
 
@@ -358,12 +358,12 @@ public sealed class CurationGrpcService(CurationEngine engine, CurationJobs jobs
         {
             RpcErrors.InvalidArgument("after_event_id", $"'{after}' is not an event id (<ms>-<seq>)");
         }
-        var dropped = after is not null && after != "$" && await CurationJobs.Call(() => store.EventsDroppedAfterAsync(request.JobId, after, token));
+        var dropped = after is not null && after != "$" && await CoordinationRpc.CallAsync(() => store.EventsDroppedAfterAsync(request.JobId, after, token));
         await responseStream.WriteAsync(new WatchCurationJobResponse { Job = job, EventsDropped = dropped });
         var events = store.WatchAsync(request.JobId, after, token).GetAsyncEnumerator(token);
         try
         {
-            while (await CurationJobs.Call(async () => await events.MoveNextAsync()))
+            while (await CoordinationRpc.CallAsync(async () => await events.MoveNextAsync()))
             {
                 await responseStream.WriteAsync(new WatchCurationJobResponse { Event = CurationJobs.MapToEvent(events.Current) });
             }

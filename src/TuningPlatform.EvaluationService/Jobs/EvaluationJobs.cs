@@ -81,27 +81,6 @@ public sealed class EvaluationJobs : IAsyncDisposable
         return result;
     }
 
-    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
-    internal static async Task<T> Call<T>(Func<Task<T>> call)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (CoordinationException e)
-        {
-            var status = e.Kind switch
-            {
-                CoordinationErrorKind.NotFound => StatusCode.NotFound,
-                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
-                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
-                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
-                _ => StatusCode.Unavailable,
-            };
-            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
-            throw;
-        }
-    }
 
     public async ValueTask DisposeAsync()
     {

@@ -35,7 +35,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
             RpcErrors.ResourceExhausted("Evaluation:MaxPendingEvaluations",
                 $"{pending} evaluations are queued or running (limit {options.MaxPendingEvaluations}); retry when some finish");
         }
-        var created = await EvaluationJobs.Call(() => jobStore.CreateAsync(new NewJob(EvaluationJobs.Kind, "eval-", EvaluationJobs.Formatter.Format(definition))
+        var created = await CoordinationRpc.CallAsync(() => jobStore.CreateAsync(new NewJob(EvaluationJobs.Kind, "eval-", EvaluationJobs.Formatter.Format(definition))
         {
             RequestId = request.RequestId.Length > 0 ? request.RequestId : null,
             MaxAttempts = 2,
@@ -53,7 +53,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
         }
         if (baseArm is not null)
         {
-            var baseJob = await EvaluationJobs.Call(() => jobStore.CreateAsync(new NewJob(EvaluationJobs.Kind, "eval-", EvaluationJobs.Formatter.Format(baseArm))
+            var baseJob = await CoordinationRpc.CallAsync(() => jobStore.CreateAsync(new NewJob(EvaluationJobs.Kind, "eval-", EvaluationJobs.Formatter.Format(baseArm))
             {
                 RequestId = request.RequestId.Length > 0 ? "base-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(request.RequestId)))[..40] : null,
                 MaxAttempts = 2,
@@ -86,7 +86,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
         string? pageToken = null;
         do
         {
-            var page = await EvaluationJobs.Call(() => jobStore.ListAsync(EvaluationJobs.Kind, MaxPageSize, pageToken, token));
+            var page = await CoordinationRpc.CallAsync(() => jobStore.ListAsync(EvaluationJobs.Kind, MaxPageSize, pageToken, token));
             foreach (var info in page.Jobs.Where(j => !store.IsDeleted(j.Id)))
             {
                 var definition = EvaluationJobs.Definition(info);
@@ -117,7 +117,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
         var token = context.CancellationToken;
         var id = RequireId(request.EvaluationId, "evaluation_id");
         var current = await ViewAsync(id, token);
-        var info = await EvaluationJobs.Call(() => jobStore.CancelAsync(id, cancellationToken: token));
+        var info = await CoordinationRpc.CallAsync(() => jobStore.CancelAsync(id, cancellationToken: token));
         if (current.BaseEvaluationId.Length > 0 && await jobStore.FindAsync(current.BaseEvaluationId, token) is { } baseJob && !baseJob.Status.IsTerminal())
         {
             try
@@ -143,12 +143,12 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
             RpcErrors.InvalidArgument("after_event_id", $"'{after}' is not an event id (<ms>-<seq>)");
         }
         var evaluation = await ViewAsync(id, token);
-        var dropped = after is not null && after != "$" && await EvaluationJobs.Call(() => jobStore.EventsDroppedAfterAsync(id, after, token));
+        var dropped = after is not null && after != "$" && await CoordinationRpc.CallAsync(() => jobStore.EventsDroppedAfterAsync(id, after, token));
         await responseStream.WriteAsync(new WatchEvaluationResponse { Evaluation = evaluation, EventsDropped = dropped });
         var events = jobStore.WatchAsync(id, after, token).GetAsyncEnumerator(token);
         try
         {
-            while (await EvaluationJobs.Call(async () => await events.MoveNextAsync()))
+            while (await CoordinationRpc.CallAsync(async () => await events.MoveNextAsync()))
             {
                 await responseStream.WriteAsync(new WatchEvaluationResponse { Event = EvaluationJobs.MapToEvent(events.Current) });
             }
@@ -163,7 +163,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
     {
         var jobStore = jobs.Require();
         var id = request.EvaluationId;
-        var info = EvaluationStore.IsId(id) && !store.IsDeleted(id) ? await EvaluationJobs.Call(() => jobStore.FindAsync(id, context.CancellationToken)) : null;
+        var info = EvaluationStore.IsId(id) && !store.IsDeleted(id) ? await CoordinationRpc.CallAsync(() => jobStore.FindAsync(id, context.CancellationToken)) : null;
         if (info is null)
         {
             if (request.AllowMissing)
@@ -254,7 +254,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
     private async Task<EvaluationRun> ViewAsync(string id, CancellationToken token, string field = "evaluation_id")
     {
         var jobStore = jobs.Require();
-        var info = EvaluationStore.IsId(id) && !store.IsDeleted(id) ? await EvaluationJobs.Call(() => jobStore.FindAsync(id, token)) : null;
+        var info = EvaluationStore.IsId(id) && !store.IsDeleted(id) ? await CoordinationRpc.CallAsync(() => jobStore.FindAsync(id, token)) : null;
         if (info is null || info.Kind != EvaluationJobs.Kind)
         {
             RpcErrors.NotFound(field, $"no evaluation '{id}'");
@@ -312,7 +312,7 @@ public sealed class EvaluationGrpcService(EvaluationJobs jobs, EvaluationStore s
         string? pageToken = null;
         do
         {
-            var page = await EvaluationJobs.Call(() => jobStore.ListAsync(EvaluationJobs.Kind, MaxPageSize, pageToken, token));
+            var page = await CoordinationRpc.CallAsync(() => jobStore.ListAsync(EvaluationJobs.Kind, MaxPageSize, pageToken, token));
             count += page.Jobs.Count(j => !j.Status.IsTerminal());
             pageToken = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
         }

@@ -7,7 +7,6 @@ using TuningPlatform.Contracts.Retrieval.V1;
 using TuningPlatform.Coordination;
 using TuningPlatform.Coordination.Jobs;
 using TuningPlatform.Coordination.Redis;
-using TuningPlatform.Grpc;
 using TuningPlatform.RetrievalService.Comparisons;
 
 namespace TuningPlatform.RetrievalService.Jobs;
@@ -52,7 +51,7 @@ internal sealed class RetrievalJobs : IAsyncDisposable
     public async Task<RetrievalJob> CreateAsync(RetrievalJobPayload payload, string requestId, CancellationToken cancellationToken)
     {
         var store = Store!;
-        var created = await Call(() => store.CreateAsync(new NewJob(Kind, "rjob-", Serialize(payload))
+        var created = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(Kind, "rjob-", Serialize(payload))
         {
             RequestId = requestId.Length > 0 ? requestId : null,
             MaxAttempts = 3,
@@ -64,7 +63,7 @@ internal sealed class RetrievalJobs : IAsyncDisposable
     public async Task<string> CreateComparisonJobAsync(ComparisonJobPayload payload, CancellationToken cancellationToken)
     {
         var store = Store!;
-        var created = await Call(() => store.CreateAsync(new NewJob(ComparisonJobPayload.Kind, "cjob-", payload.Serialize())
+        var created = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(ComparisonJobPayload.Kind, "cjob-", payload.Serialize())
         {
             RequestId = "comparison:" + payload.ComparisonId,
             MaxAttempts = 3,
@@ -75,20 +74,20 @@ internal sealed class RetrievalJobs : IAsyncDisposable
     /// <summary>Asks the comparison's job to stop; true when it had not started (nobody else will record the cancel).</summary>
     public async Task<bool> CancelComparisonJobAsync(string jobId, CancellationToken cancellationToken)
     {
-        var before = await Call(() => Store!.GetAsync(jobId, cancellationToken));
+        var before = await CoordinationRpc.CallAsync(() => Store!.GetAsync(jobId, cancellationToken));
         if (before.Status.IsTerminal())
         {
             return false;
         }
-        await Call(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken));
+        await CoordinationRpc.CallAsync(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken));
         return before.Status is Coordination.Jobs.JobStatus.Queued or Coordination.Jobs.JobStatus.Validating;
     }
 
     public async Task<RetrievalJob> GetAsync(string jobId, CancellationToken cancellationToken) =>
-        MapToJob(await Call(() => Store!.GetAsync(jobId, cancellationToken)));
+        MapToJob(await CoordinationRpc.CallAsync(() => Store!.GetAsync(jobId, cancellationToken)));
 
     public async Task<RetrievalJob> CancelAsync(string jobId, CancellationToken cancellationToken) =>
-        MapToJob(await Call(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken)));
+        MapToJob(await CoordinationRpc.CallAsync(() => Store!.CancelAsync(jobId, "cancelled by request", cancellationToken)));
 
     /// <summary>Every retrieval job, newest first (the job store lists by kind; filters apply here).</summary>
     public async Task<List<RetrievalJob>> AllAsync(CancellationToken cancellationToken)
@@ -97,7 +96,7 @@ internal sealed class RetrievalJobs : IAsyncDisposable
         string? token = null;
         do
         {
-            var page = await Call(() => Store!.ListAsync(Kind, 1000, token, cancellationToken));
+            var page = await CoordinationRpc.CallAsync(() => Store!.ListAsync(Kind, 1000, token, cancellationToken));
             jobs.AddRange(page.Jobs.Select(MapToJob));
             token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
         }
@@ -178,27 +177,6 @@ internal sealed class RetrievalJobs : IAsyncDisposable
         return result;
     }
 
-    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
-    internal static async Task<T> Call<T>(Func<Task<T>> call)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (CoordinationException e)
-        {
-            var status = e.Kind switch
-            {
-                CoordinationErrorKind.NotFound => StatusCode.NotFound,
-                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
-                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
-                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
-                _ => StatusCode.Unavailable,
-            };
-            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
-            throw;
-        }
-    }
 
     public async ValueTask DisposeAsync()
     {

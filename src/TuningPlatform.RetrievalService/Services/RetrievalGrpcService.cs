@@ -432,7 +432,7 @@ internal sealed partial class RetrievalGrpcService(IOptions<RetrievalOptions> op
         {
             var current = await redisJobs.GetAsync(RequireJobId(request.JobId), context.CancellationToken);
             var dropped = request.AfterEventId.Length > 0 && !request.LiveOnly
-                && await RetrievalJobs.Call(() => redisJobs.Store!.EventsDroppedAfterAsync(request.JobId, request.AfterEventId, context.CancellationToken));
+                && await Coordination.Jobs.CoordinationRpc.CallAsync(() => redisJobs.Store!.EventsDroppedAfterAsync(request.JobId, request.AfterEventId, context.CancellationToken));
             await responseStream.WriteAsync(new WatchRetrievalJobResponse { Job = current, EventsDropped = dropped }, context.CancellationToken);
             var from = request.LiveOnly ? (current.State.LastEventId.Length > 0 ? current.State.LastEventId : "$") : request.AfterEventId.Length > 0 ? request.AfterEventId : null;
             if (current.State.Status is JobStatus.Succeeded or JobStatus.Failed or JobStatus.Cancelled && request.LiveOnly)

@@ -47,7 +47,7 @@ public sealed record InitSource(string Id, string JobId, string BaseModelId, boo
         else if (initFrom.StartsWith(CheckpointPrefix, StringComparison.Ordinal) && initFrom.LastIndexOf('-') is var dash && dash > CheckpointPrefix.Length)
         {
             var jobId = "ftjob-" + initFrom[CheckpointPrefix.Length..dash];
-            var info = jobs.Store is null ? null : await TrainingJobs.Call(() => jobs.Store.FindAsync(jobId, cancellationToken));
+            var info = jobs.Store is null ? null : await CoordinationRpc.CallAsync(() => jobs.Store.FindAsync(jobId, cancellationToken));
             var checkpoint = info is null ? null : jobs.Files.ReadCheckpoint(jobId, initFrom);
             if (info is null || checkpoint is null)
             {
@@ -65,7 +65,7 @@ public sealed record InitSource(string Id, string JobId, string BaseModelId, boo
             throw new InvalidOperationException("unreachable");
         }
 
-        if (jobs.Store is not null && await TrainingJobs.Call(() => jobs.Store.FindAsync(source.JobId, cancellationToken)) is { } producer
+        if (jobs.Store is not null && await CoordinationRpc.CallAsync(() => jobs.Store.FindAsync(source.JobId, cancellationToken)) is { } producer
             && !producer.Status.IsTerminal())
         {
             RpcErrors.FailedPrecondition("init_from",

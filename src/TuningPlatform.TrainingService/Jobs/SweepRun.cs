@@ -60,7 +60,7 @@ public sealed class SweepRun(TrainingJobs jobs, JobFiles files, TrainingOptions 
                 var going = summary.Trials.Count(t => t.Status is CommonJobStatus.Queued or CommonJobStatus.Running or CommonJobStatus.Pausing or CommonJobStatus.Cancelling);
                 foreach (var waiting in summary.Trials.Where(t => t.Status == CommonJobStatus.Validating).Take(Math.Max(0, maxParallel - going)).ToList())
                 {
-                    await TrainingJobs.Call(() => store.MarkValidatedAsync(waiting.JobId, CancellationToken.None));
+                    await CoordinationRpc.CallAsync(() => store.MarkValidatedAsync(waiting.JobId, CancellationToken.None));
                     waiting.Status = CommonJobStatus.Queued;
                 }
             }
@@ -94,7 +94,7 @@ public sealed class SweepRun(TrainingJobs jobs, JobFiles files, TrainingOptions 
         var best = succeeded.Where(t => t.HasBestValidationLoss).MinBy(t => t.BestValidationLoss) ?? succeeded[0];
         summary.BestJobId = best.JobId;
         files.WriteLive(parent.Id, live);
-        var result = jobs.MapToJob(await TrainingJobs.Call(() => store.GetAsync(best.JobId, CancellationToken.None))).Result ?? new TrainingResult();
+        var result = jobs.MapToJob(await CoordinationRpc.CallAsync(() => store.GetAsync(best.JobId, CancellationToken.None))).Result ?? new TrainingResult();
         await context.LogAsync(JobEventLevel.Info, $"sweep ended: {succeeded.Count}/{summary.Trials.Count} trials succeeded; best {best.JobId} ({Describe(best)})",
             cancellationToken: CancellationToken.None);
         return JobFiles.Formatter.Format(result);
@@ -105,7 +105,7 @@ public sealed class SweepRun(TrainingJobs jobs, JobFiles files, TrainingOptions 
     {
         foreach (var trial in summary.Trials)
         {
-            var info = await TrainingJobs.Call(() => store.FindAsync(trial.JobId, cancellationToken));
+            var info = await CoordinationRpc.CallAsync(() => store.FindAsync(trial.JobId, cancellationToken));
             if (info is null)
             {
                 // A child that is gone (its record expired) can no longer end on its own: count it as failed, or the sweep never would.

@@ -76,7 +76,7 @@ public sealed class TrainingJobs : IAsyncDisposable
             string? token = null;
             do
             {
-                var page = await Call(() => store.ListAsync(kind, 1000, token, cancellationToken));
+                var page = await CoordinationRpc.CallAsync(() => store.ListAsync(kind, 1000, token, cancellationToken));
                 all.AddRange(page.Jobs);
                 token = page.NextPageToken.Length > 0 ? page.NextPageToken : null;
             }
@@ -148,27 +148,6 @@ public sealed class TrainingJobs : IAsyncDisposable
         _ => TrainingEventKind.Log,
     };
 
-    /// <summary>Runs a coordination call, turning its failures into statuses that name the field.</summary>
-    public static async Task<T> Call<T>(Func<Task<T>> call)
-    {
-        try
-        {
-            return await call();
-        }
-        catch (CoordinationException e)
-        {
-            var status = e.Kind switch
-            {
-                CoordinationErrorKind.NotFound => StatusCode.NotFound,
-                CoordinationErrorKind.FailedPrecondition => StatusCode.FailedPrecondition,
-                CoordinationErrorKind.InvalidArgument => StatusCode.InvalidArgument,
-                CoordinationErrorKind.ResourceExhausted => StatusCode.ResourceExhausted,
-                _ => StatusCode.Unavailable,
-            };
-            RpcErrors.Throw(status, e.Param, e.Code, e.Message);
-            throw;
-        }
-    }
 
     /// <summary>Closes the store and the connection.</summary>
     public async ValueTask DisposeAsync()

@@ -50,7 +50,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             return new CreateJobResponse { Job = job };
         }
         await CheckQueueRoomAsync(1, token);
-        var created = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(job))
+        var created = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(job))
         {
             RequestId = request.RequestId.Length > 0 ? request.RequestId : null,
             MaxAttempts = options.MaxAttempts,
@@ -77,7 +77,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             return parent;
         }
         await CheckQueueRoomAsync(children.Count, token);
-        var created = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.SweepKind, "ftjob-", JobFiles.Formatter.Format(parent))
+        var created = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(TrainingJobs.SweepKind, "ftjob-", JobFiles.Formatter.Format(parent))
         {
             RequestId = request.RequestId.Length > 0 ? request.RequestId : null,
             MaxAttempts = options.MaxAttempts,
@@ -98,7 +98,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
                 child.ParentJobId = parentId;
                 var held = maxParallel > 0 && i >= maxParallel;
                 // Not the request's token: once the parent exists, its children are created whatever the client does.
-                var stored = await TrainingJobs.Call(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(child))
+                var stored = await CoordinationRpc.CallAsync(() => store.CreateAsync(new NewJob(TrainingJobs.Kind, "ftjob-", JobFiles.Formatter.Format(child))
                 {
                     MaxAttempts = options.MaxAttempts,
                     StartValidating = held,
@@ -107,7 +107,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
                 live.SweepSummary.Trials.Add(MapToTrial(stored.Job.Id, trial, held ? JobStatus.Validating : JobStatus.Queued));
             }
             jobs.Files.WriteLive(parentId, live);
-            await TrainingJobs.Call(() => store.MarkValidatedAsync(parentId, CancellationToken.None));
+            await CoordinationRpc.CallAsync(() => store.MarkValidatedAsync(parentId, CancellationToken.None));
         }
         catch (Exception e) when (e is RpcException or IOException)
         {
@@ -117,7 +117,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             await store.MarkInvalidAsync(parentId, new JobError("sweep_creation_failed", e.Message, "sweep"), CancellationToken.None);
             throw;
         }
-        return jobs.MapToJob(await TrainingJobs.Call(() => store.GetAsync(parentId, CancellationToken.None)));
+        return jobs.MapToJob(await CoordinationRpc.CallAsync(() => store.GetAsync(parentId, CancellationToken.None)));
     }
 
     private static SweepTrial MapToTrial(string jobId, SweepTrialPlan trial, JobStatus status)
@@ -188,7 +188,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             jobs.Files.Mark(request.JobId, "skip-checkpoint");
         }
         var store = jobs.Require();
-        var info = await TrainingJobs.Call(() => store.CancelAsync(request.JobId, "cancelled by request", token));
+        var info = await CoordinationRpc.CallAsync(() => store.CancelAsync(request.JobId, "cancelled by request", token));
         if (current.Kind == TrainingJobs.SweepKind && jobs.Files.ReadLive(request.JobId)?.SweepSummary is { } summary)
         {
             // At once, whether or not a supervisor follows the sweep now (it also cancels them when it sees the cancel).
@@ -212,7 +212,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
         {
             RpcErrors.FailedPrecondition("job_id", $"job {request.JobId} is a sweep parent, which trains nothing; pause its children (child_job_ids)");
         }
-        var info = await TrainingJobs.Call(() => jobs.Require().PauseAsync(request.JobId, "paused by request", token));
+        var info = await CoordinationRpc.CallAsync(() => jobs.Require().PauseAsync(request.JobId, "paused by request", token));
         return new PauseJobResponse { Job = jobs.MapToJob(info) };
     }
 
@@ -229,7 +229,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
         {
             RpcErrors.FailedPrecondition("job_id", $"job {request.JobId} is {current.Status.ToString().ToUpperInvariant()}; only a PAUSED job can be resumed");
         }
-        var info = await TrainingJobs.Call(() => jobs.Require().ResumeAsync(request.JobId, token));
+        var info = await CoordinationRpc.CallAsync(() => jobs.Require().ResumeAsync(request.JobId, token));
         jobs.Files.Mark(request.JobId, "resumed");
         return new ResumeJobResponse { Job = jobs.MapToJob(info) };
     }
@@ -245,7 +245,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
         var info = await GetInfoAsync(request.JobId, token);
         var store = jobs.Require();
         var dropped = request.AfterEventId.Length > 0 && !request.LiveOnly
-            && await TrainingJobs.Call(() => store.EventsDroppedAfterAsync(request.JobId, request.AfterEventId, token));
+            && await CoordinationRpc.CallAsync(() => store.EventsDroppedAfterAsync(request.JobId, request.AfterEventId, token));
         await stream.WriteAsync(new WatchJobResponse { Job = jobs.MapToJob(info), EventsDropped = dropped }, token);
         var after = request.LiveOnly ? "$" : request.AfterEventId.Length > 0 ? request.AfterEventId : null;
         await foreach (var e in store.WatchAsync(request.JobId, after, token))
@@ -278,7 +278,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
         var cursor = after.Length > 0 ? after : null;
         while (response.Events.Count < size)
         {
-            var read = await TrainingJobs.Call(() => store.ReadEventsAsync(request.JobId, cursor, 200, token));
+            var read = await CoordinationRpc.CallAsync(() => store.ReadEventsAsync(request.JobId, cursor, 200, token));
             if (read.Count == 0)
             {
                 cursor = null;
@@ -425,7 +425,7 @@ public sealed class TrainingGrpcService(TrainingJobs jobs, JobPlanner planner, T
             RpcErrors.InvalidArgument("job_id", "a job id is required");
         }
         var store = jobs.Require();
-        var info = await TrainingJobs.Call(() => store.FindAsync(jobId, cancellationToken));
+        var info = await CoordinationRpc.CallAsync(() => store.FindAsync(jobId, cancellationToken));
         if (info is null || !TrainingJobs.IsTrainingKind(info.Kind))
         {
             RpcErrors.NotFound("job_id", $"no training job '{jobId}'");
