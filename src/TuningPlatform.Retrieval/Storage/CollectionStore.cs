@@ -62,7 +62,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT value FROM meta WHERE key = $key", ("$key", key));
+            using var command = _connection.Command("SELECT value FROM meta WHERE key = $key", ("$key", key));
             return command.ExecuteScalar() as string;
         }
     }
@@ -71,7 +71,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("INSERT INTO meta (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            using var command = _connection.Command("INSERT INTO meta (key, value) VALUES ($key, $value) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 ("$key", key), ("$value", value));
             command.ExecuteNonQuery();
         }
@@ -81,7 +81,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT * FROM documents WHERE id = $id", ("$id", id));
+            using var command = _connection.Command("SELECT * FROM documents WHERE id = $id", ("$id", id));
             using var reader = command.ExecuteReader();
             return reader.Read() ? ReadDocument(reader) : null;
         }
@@ -92,7 +92,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("""
+            using var command = _connection.Command("""
                 SELECT * FROM documents WHERE substr(id, 1, length($prefix)) = $prefix AND ($after IS NULL OR id > $after)
                 ORDER BY id LIMIT $limit
                 """, ("$prefix", idPrefix), ("$after", afterId), ("$limit", limit));
@@ -110,7 +110,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)");
+            using var command = _connection.Command("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM chunks)");
             using var reader = command.ExecuteReader();
             reader.Read();
             return (reader.GetInt64(0), reader.GetInt64(1));
@@ -128,7 +128,7 @@ public sealed class CollectionStore : IDisposable
         {
             using var transaction = _connection.BeginTransaction();
             var removed = DeleteLocked(document.Id);
-            using (var insert = Command("""
+            using (var insert = _connection.Command("""
                 INSERT INTO documents VALUES ($id, $title, $source, $format, $metadata, $sha, $size, $chunks, $at, $job)
                 """,
                 ("$id", document.Id), ("$title", document.Title), ("$source", document.SourceUri), ("$format", document.Format),
@@ -139,15 +139,15 @@ public sealed class CollectionStore : IDisposable
             }
             foreach (var (key, value) in document.Metadata)
             {
-                using var meta = Command("INSERT INTO doc_meta VALUES ($id, $key, $value)", ("$id", document.Id), ("$key", key), ("$value", value));
+                using var meta = _connection.Command("INSERT INTO doc_meta VALUES ($id, $key, $value)", ("$id", document.Id), ("$key", key), ("$value", value));
                 meta.ExecuteNonQuery();
             }
             var added = new List<long>(chunks.Count);
-            using var chunkInsert = Command("""
+            using var chunkInsert = _connection.Command("""
                 INSERT INTO chunks (chunk_id, document_id, chunk_index, text, heading_path, token_count)
                 VALUES ($cid, $id, $index, $text, $headings, $tokens) RETURNING rowid
                 """, ("$cid", ""), ("$id", document.Id), ("$index", 0), ("$text", ""), ("$headings", ""), ("$tokens", 0));
-            using var ftsInsert = Command("INSERT INTO chunks_fts (rowid, body) VALUES ($rowid, $body)", ("$rowid", 0L), ("$body", ""));
+            using var ftsInsert = _connection.Command("INSERT INTO chunks_fts (rowid, body) VALUES ($rowid, $body)", ("$rowid", 0L), ("$body", ""));
             foreach (var chunk in chunks)
             {
                 chunkInsert.Parameters["$cid"].Value = ChunkId(document.Id, chunk.Index);
@@ -172,7 +172,7 @@ public sealed class CollectionStore : IDisposable
         lock (_lock)
         {
             using var transaction = _connection.BeginTransaction();
-            using var exists = Command("SELECT 1 FROM documents WHERE id = $id", ("$id", id));
+            using var exists = _connection.Command("SELECT 1 FROM documents WHERE id = $id", ("$id", id));
             if (exists.ExecuteScalar() is null)
             {
                 return null;
@@ -197,7 +197,7 @@ public sealed class CollectionStore : IDisposable
         {
             var parameters = new List<(string, object?)> { ("$match", match), ("$k", k) };
             var where = FilterSql(filters, parameters, "c.document_id");
-            using var command = Command($"""
+            using var command = _connection.Command($"""
                 SELECT c.rowid, -bm25(chunks_fts) FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid
                 WHERE chunks_fts MATCH $match{where}
                 ORDER BY bm25(chunks_fts) LIMIT $k
@@ -219,7 +219,7 @@ public sealed class CollectionStore : IDisposable
         {
             var parameters = new List<(string, object?)>();
             var where = FilterSql(filters, parameters, "c.document_id");
-            using var command = Command($"SELECT c.rowid FROM chunks c WHERE 1 = 1{where}", [.. parameters]);
+            using var command = _connection.Command($"SELECT c.rowid FROM chunks c WHERE 1 = 1{where}", [.. parameters]);
             using var reader = command.ExecuteReader();
             var ids = new HashSet<long>();
             while (reader.Read())
@@ -241,7 +241,7 @@ public sealed class CollectionStore : IDisposable
         }
         lock (_lock)
         {
-            using var command = Command($"SELECT * FROM chunks WHERE rowid IN ({string.Join(',', ids.Select(i => i.ToString(CultureInfo.InvariantCulture)))})");
+            using var command = _connection.Command($"SELECT * FROM chunks WHERE rowid IN ({string.Join(',', ids.Select(i => i.ToString(CultureInfo.InvariantCulture)))})");
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -258,7 +258,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT * FROM chunks WHERE document_id = $id ORDER BY chunk_index", ("$id", documentId));
+            using var command = _connection.Command("SELECT * FROM chunks WHERE document_id = $id ORDER BY chunk_index", ("$id", documentId));
             using var reader = command.ExecuteReader();
             var chunks = new List<ChunkRecord>();
             while (reader.Read())
@@ -275,7 +275,7 @@ public sealed class CollectionStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT id FROM documents ORDER BY id");
+            using var command = _connection.Command("SELECT id FROM documents ORDER BY id");
             using var reader = command.ExecuteReader();
             var ids = new List<string>();
             while (reader.Read())
@@ -305,7 +305,7 @@ public sealed class CollectionStore : IDisposable
     private List<long> DeleteLocked(string documentId)
     {
         var removed = new List<long>();
-        using (var select = Command("SELECT rowid FROM chunks WHERE document_id = $id", ("$id", documentId)))
+        using (var select = _connection.Command("SELECT rowid FROM chunks WHERE document_id = $id", ("$id", documentId)))
         using (var reader = select.ExecuteReader())
         {
             while (reader.Read())
@@ -313,7 +313,7 @@ public sealed class CollectionStore : IDisposable
                 removed.Add(reader.GetInt64(0));
             }
         }
-        using var delete = Command("""
+        using var delete = _connection.Command("""
             DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE document_id = $id);
             DELETE FROM chunks WHERE document_id = $id;
             DELETE FROM doc_meta WHERE document_id = $id;
@@ -370,15 +370,4 @@ public sealed class CollectionStore : IDisposable
         JsonSerializer.Deserialize<Dictionary<string, string>>(reader.GetString(4)) ?? [],
         reader.GetString(5), reader.GetInt64(6), reader.GetInt32(7),
         DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(8)), reader.GetString(9));
-
-    private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
-    {
-        var command = _connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-        return command;
-    }
 }

@@ -6,6 +6,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
+using TuningPlatform.Retrieval.Storage;
 using TuningPlatform.Coordination;
 
 using TuningPlatform.RetrievalService.Jobs;
@@ -44,7 +45,7 @@ internal sealed class ComparisonStore : IDisposable
             Pooling = false,
         }.ToString());
         _connection.Open();
-        using (var command = Command(Schema))
+        using (var command = _connection.Command(Schema))
         {
             command.ExecuteNonQuery();
         }
@@ -73,14 +74,14 @@ internal sealed class ComparisonStore : IDisposable
         {
             if (requestId.Length > 0)
             {
-                using var find = Command("SELECT data FROM comparisons WHERE request_id = $r", ("$r", requestId));
+                using var find = _connection.Command("SELECT data FROM comparisons WHERE request_id = $r", ("$r", requestId));
                 if (find.ExecuteScalar() is byte[] existing)
                 {
                     return (Comparison.Parser.ParseFrom(existing), false);
                 }
             }
             comparison.Id = "cmp-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(12));
-            using var insert = Command("INSERT INTO comparisons (id, status, request_id, data) VALUES ($id, $s, $r, $d)",
+            using var insert = _connection.Command("INSERT INTO comparisons (id, status, request_id, data) VALUES ($id, $s, $r, $d)",
                 ("$id", comparison.Id), ("$s", (int)comparison.State.Status), ("$r", requestId.Length > 0 ? requestId : null), ("$d", comparison.ToByteArray()));
             insert.ExecuteNonQuery();
             return (comparison, true);
@@ -91,7 +92,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT data FROM comparisons WHERE id = $id", ("$id", id));
+            using var command = _connection.Command("SELECT data FROM comparisons WHERE id = $id", ("$id", id));
             return command.ExecuteScalar() is byte[] bytes ? Comparison.Parser.ParseFrom(bytes) : null;
         }
     }
@@ -101,7 +102,7 @@ internal sealed class ComparisonStore : IDisposable
         comparison.State.UpdatedAt = Timestamp.FromDateTime(DateTime.UtcNow);
         lock (_lock)
         {
-            using var command = Command("UPDATE comparisons SET status = $s, data = $d WHERE id = $id",
+            using var command = _connection.Command("UPDATE comparisons SET status = $s, data = $d WHERE id = $id",
                 ("$id", comparison.Id), ("$s", (int)comparison.State.Status), ("$d", comparison.ToByteArray()));
             command.ExecuteNonQuery();
         }
@@ -113,7 +114,7 @@ internal sealed class ComparisonStore : IDisposable
         var all = new List<Comparison>();
         lock (_lock)
         {
-            using var command = Command("SELECT data FROM comparisons ORDER BY seq DESC");
+            using var command = _connection.Command("SELECT data FROM comparisons ORDER BY seq DESC");
             using var reader = command.ExecuteReader();
             while (reader.Read())
             {
@@ -130,7 +131,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("INSERT OR REPLACE INTO jobs VALUES ($id, $job)", ("$id", id), ("$job", jobId));
+            using var command = _connection.Command("INSERT OR REPLACE INTO jobs VALUES ($id, $job)", ("$id", id), ("$job", jobId));
             command.ExecuteNonQuery();
         }
     }
@@ -140,7 +141,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT job_id FROM jobs WHERE comparison_id = $id", ("$id", id));
+            using var command = _connection.Command("SELECT job_id FROM jobs WHERE comparison_id = $id", ("$id", id));
             return command.ExecuteScalar() as string;
         }
     }
@@ -151,7 +152,7 @@ internal sealed class ComparisonStore : IDisposable
         {
             foreach (var sql in new[] { "DELETE FROM rows WHERE comparison_id = $id", "DELETE FROM events WHERE comparison_id = $id", "DELETE FROM jobs WHERE comparison_id = $id", "DELETE FROM comparisons WHERE id = $id" })
             {
-                using var command = Command(sql, ("$id", id));
+                using var command = _connection.Command(sql, ("$id", id));
                 command.ExecuteNonQuery();
             }
         }
@@ -161,7 +162,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("INSERT OR REPLACE INTO rows VALUES ($id, $idx, $d)", ("$id", comparisonId), ("$idx", row.Index), ("$d", row.ToByteArray()));
+            using var command = _connection.Command("INSERT OR REPLACE INTO rows VALUES ($id, $idx, $d)", ("$id", comparisonId), ("$idx", row.Index), ("$d", row.ToByteArray()));
             command.ExecuteNonQuery();
         }
     }
@@ -170,7 +171,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT data FROM rows WHERE comparison_id = $id ORDER BY idx", ("$id", comparisonId));
+            using var command = _connection.Command("SELECT data FROM rows WHERE comparison_id = $id ORDER BY idx", ("$id", comparisonId));
             using var reader = command.ExecuteReader();
             var rows = new List<ComparisonRow>();
             while (reader.Read())
@@ -185,11 +186,11 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var next = Command("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE comparison_id = $id", ("$id", comparison.Id));
+            using var next = _connection.Command("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE comparison_id = $id", ("$id", comparison.Id));
             var seq = (long)next.ExecuteScalar()!;
             e.EventId = string.Create(CultureInfo.InvariantCulture, $"{seq}-0");
             e.CreatedAt ??= Timestamp.FromDateTime(DateTime.UtcNow);
-            using var insert = Command("INSERT INTO events VALUES ($id, $seq, $d)", ("$id", comparison.Id), ("$seq", seq), ("$d", e.ToByteArray()));
+            using var insert = _connection.Command("INSERT INTO events VALUES ($id, $seq, $d)", ("$id", comparison.Id), ("$seq", seq), ("$d", e.ToByteArray()));
             insert.ExecuteNonQuery();
         }
         comparison.State.LastEventId = e.EventId;
@@ -200,7 +201,7 @@ internal sealed class ComparisonStore : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT data FROM events WHERE comparison_id = $id AND seq > $after ORDER BY seq", ("$id", comparisonId), ("$after", afterSeq));
+            using var command = _connection.Command("SELECT data FROM events WHERE comparison_id = $id AND seq > $after ORDER BY seq", ("$id", comparisonId), ("$after", afterSeq));
             using var reader = command.ExecuteReader();
             var events = new List<ComparisonEvent>();
             while (reader.Read())
@@ -223,16 +224,5 @@ internal sealed class ComparisonStore : IDisposable
     {
         _running.CancelAll();
         _connection.Dispose();
-    }
-
-    private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
-    {
-        var command = _connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-        return command;
     }
 }

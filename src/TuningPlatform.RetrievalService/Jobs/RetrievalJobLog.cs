@@ -6,6 +6,7 @@ using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Options;
 using TuningPlatform.Contracts.Common.V1;
 using TuningPlatform.Contracts.Retrieval.V1;
+using TuningPlatform.Retrieval.Storage;
 
 namespace TuningPlatform.RetrievalService.Jobs;
 
@@ -38,8 +39,7 @@ internal sealed class RetrievalJobLog : IDisposable
             Pooling = false,
         }.ToString());
         _connection.Open();
-        using var command = _connection.CreateCommand();
-        command.CommandText = Schema;
+        using var command = _connection.Command(Schema);
         command.ExecuteNonQuery();
     }
 
@@ -50,7 +50,7 @@ internal sealed class RetrievalJobLog : IDisposable
         {
             if (requestId.Length > 0)
             {
-                using var find = Command("SELECT job FROM jobs WHERE kind = $kind AND request_id = $request", ("$kind", (int)kind), ("$request", requestId));
+                using var find = _connection.Command("SELECT job FROM jobs WHERE kind = $kind AND request_id = $request", ("$kind", (int)kind), ("$request", requestId));
                 if (find.ExecuteScalar() is byte[] existing)
                 {
                     return (RetrievalJob.Parser.ParseFrom(existing), false);
@@ -65,7 +65,7 @@ internal sealed class RetrievalJobLog : IDisposable
                 Source = source,
                 State = new JobState { Status = JobStatus.Queued, CreatedAt = now, UpdatedAt = now, Attempt = 1 },
             };
-            using var insert = Command("INSERT INTO jobs (id, collection_id, kind, status, request_id, job) VALUES ($id, $collection, $kind, $status, $request, $job)",
+            using var insert = _connection.Command("INSERT INTO jobs (id, collection_id, kind, status, request_id, job) VALUES ($id, $collection, $kind, $status, $request, $job)",
                 ("$id", job.Id), ("$collection", collectionId), ("$kind", (int)kind), ("$status", (int)job.State.Status),
                 ("$request", requestId.Length > 0 ? requestId : null), ("$job", job.ToByteArray()));
             insert.ExecuteNonQuery();
@@ -77,7 +77,7 @@ internal sealed class RetrievalJobLog : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT job FROM jobs WHERE id = $id", ("$id", id));
+            using var command = _connection.Command("SELECT job FROM jobs WHERE id = $id", ("$id", id));
             return command.ExecuteScalar() is byte[] bytes ? RetrievalJob.Parser.ParseFrom(bytes) : null;
         }
     }
@@ -87,7 +87,7 @@ internal sealed class RetrievalJobLog : IDisposable
         job.State.UpdatedAt = Timestamp.FromDateTime(DateTime.UtcNow);
         lock (_lock)
         {
-            using var command = Command("UPDATE jobs SET status = $status, job = $job WHERE id = $id",
+            using var command = _connection.Command("UPDATE jobs SET status = $status, job = $job WHERE id = $id",
                 ("$id", job.Id), ("$status", (int)job.State.Status), ("$job", job.ToByteArray()));
             command.ExecuteNonQuery();
         }
@@ -98,11 +98,11 @@ internal sealed class RetrievalJobLog : IDisposable
     {
         lock (_lock)
         {
-            using var next = Command("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE job_id = $id", ("$id", job.Id));
+            using var next = _connection.Command("SELECT coalesce(max(seq), 0) + 1 FROM events WHERE job_id = $id", ("$id", job.Id));
             var seq = (long)next.ExecuteScalar()!;
             e.EventId = string.Create(CultureInfo.InvariantCulture, $"{seq}-0");
             e.CreatedAt ??= Timestamp.FromDateTime(DateTime.UtcNow);
-            using var insert = Command("INSERT INTO events VALUES ($id, $seq, $event)", ("$id", job.Id), ("$seq", seq), ("$event", e.ToByteArray()));
+            using var insert = _connection.Command("INSERT INTO events VALUES ($id, $seq, $event)", ("$id", job.Id), ("$seq", seq), ("$event", e.ToByteArray()));
             insert.ExecuteNonQuery();
         }
         job.State.LastEventId = e.EventId;
@@ -114,7 +114,7 @@ internal sealed class RetrievalJobLog : IDisposable
     {
         lock (_lock)
         {
-            using var command = Command("SELECT event FROM events WHERE job_id = $id AND seq > $after ORDER BY seq", ("$id", jobId), ("$after", afterSeq));
+            using var command = _connection.Command("SELECT event FROM events WHERE job_id = $id AND seq > $after ORDER BY seq", ("$id", jobId), ("$after", afterSeq));
             using var reader = command.ExecuteReader();
             var events = new List<RetrievalJobEvent>();
             while (reader.Read())
@@ -132,9 +132,9 @@ internal sealed class RetrievalJobLog : IDisposable
             + (statuses.Count > 0 ? $" AND status IN ({string.Join(", ", statuses.Select(s => ((int)s).ToString(CultureInfo.InvariantCulture)))})" : "");
         lock (_lock)
         {
-            using var count = Command($"SELECT count(*) FROM jobs {where}", ("$collection", collectionId), ("$kind", (int)kind));
+            using var count = _connection.Command($"SELECT count(*) FROM jobs {where}", ("$collection", collectionId), ("$kind", (int)kind));
             var total = (long)count.ExecuteScalar()!;
-            using var command = Command($"SELECT job FROM jobs {where} ORDER BY seq DESC LIMIT $limit OFFSET $offset",
+            using var command = _connection.Command($"SELECT job FROM jobs {where} ORDER BY seq DESC LIMIT $limit OFFSET $offset",
                 ("$collection", collectionId), ("$kind", (int)kind), ("$limit", limit), ("$offset", offset));
             using var reader = command.ExecuteReader();
             var jobs = new List<RetrievalJob>();
@@ -157,16 +157,5 @@ internal sealed class RetrievalJobLog : IDisposable
     public void Dispose()
     {
         _connection.Dispose();
-    }
-
-    private SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
-    {
-        var command = _connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-        return command;
     }
 }
