@@ -78,9 +78,8 @@ public sealed class DashboardApiTests(DashboardFixture fixture)
             }
         }
         // One line per streamed message: many deltas, then the final message with usage.
-        // The service coalesces text decoded while its previous message was being written, so a fast model on a
-        // loaded machine sends fewer messages than tokens; more than one still shows the answer was streamed.
-        Assert.True(deltas > 1, $"only {deltas} deltas");
+        // The service joins at most 4 deltas in one message, so 40 tokens make at least 10 messages.
+        Assert.True(deltas > 5, $"only {deltas} deltas");
         Assert.Equal(expected, text.ToString());
         Assert.NotNull(final);
         Assert.Equal("40", final.Value.GetProperty("usage").GetProperty("completionTokens").GetString());
@@ -105,7 +104,7 @@ public sealed class DashboardApiTests(DashboardFixture fixture)
             lines++;
         }
         var total = stopwatch.Elapsed;
-        Assert.True(lines > 5, $"{lines} lines"); // messages coalesce when the reader is slower than the model
+        Assert.True(lines > 50, $"{lines} lines");
         Assert.True(first < total / 2, $"first line after {first.TotalMilliseconds:0} ms, stream done after {total.TotalMilliseconds:0} ms: not streamed");
     }
 

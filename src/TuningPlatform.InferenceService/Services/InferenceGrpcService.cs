@@ -230,21 +230,25 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         return response;
     }
 
+    /// <summary>The most decoded deltas (about one token each) that one streamed message carries.</summary>
+    private const int MaxDeltasPerMessage = 4;
+
     public async Task GenerateStream(GenerateStreamRequest request, IServerStreamWriter<GenerateStreamResponse> responseStream, ServerCallContext context)
     {
         await using var run = await StartAsync(request.Model, request.Input, request.Sampling, request.ReturnRenderedPrompt, stream: true, context);
         var (model, work, rendered) = (run.Model, run.Work, run.Rendered);
         try
         {
-            // Deltas decoded while the last message was being written go out together as one message: a slow reader
-            // costs fewer, larger writes instead of a backlog of one-token frames (each delta is whole characters, so
+            // Deltas decoded while the last message was being written go out together, up to MaxDeltasPerMessage in
+            // one message: a slow reader costs fewer, larger writes instead of a backlog of one-token frames, and the
+            // answer still arrives in pieces however far the model runs ahead (each delta is whole characters, so
             // their concatenation is valid UTF-8 too).
             var reader = work.Deltas.Reader;
             var pending = new System.Text.StringBuilder();
             while (await reader.WaitToReadAsync(context.CancellationToken))
             {
                 pending.Clear();
-                while (reader.TryRead(out var delta))
+                for (var taken = 0; taken < MaxDeltasPerMessage && reader.TryRead(out var delta); taken++)
                 {
                     pending.Append(delta);
                 }
