@@ -12,6 +12,7 @@ public sealed class FastKernelTests
     [InlineData(2, 13, 4, 2, 8)]
     [InlineData(3, 37, 3, 3, 48)]
     [InlineData(1, 70, 6, 1, 20)]
+    [InlineData(3, 150, 4, 2, 16)]
     public void Attention_FastPackedGqa_MatchesNaive(int b, int t, int h, int hkv, int dh)
     {
         var n = b * t;
@@ -19,7 +20,8 @@ public sealed class FastKernelTests
         var k = NumericAssert.Random(n * hkv * dh, 2);
         var v = NumericAssert.Random(n * hkv * dh, 3);
         var dout = NumericAssert.Random(n * h * dh, 4);
-        // Packed rows: examples of 5 tokens, then the rest (positions restart at each example).
+        // Packed rows: examples of 5 tokens, then the rest (positions restart at each example). With T = 150 the
+        // causal row blocks (48 rows) start inside and after the short examples.
         var positions = new int[n];
         for (var r = 0; r < b; r++)
         {

@@ -45,6 +45,7 @@ public sealed class TrainingGemmTests
     [InlineData(5, 7, 3, false)]
     [InlineData(37, 70, 333, true)]
     [InlineData(300, 64, 96, true)]
+    [InlineData(50, 48, 70, false)]
     public unsafe void PackedGemm_StridedOperandsAndAlpha_MatchNaive(int m, int n, int k, bool parallel)
     {
         // A and C live inside wider rows (stride m + 3, n + 5), as attention's per-head slices do.
@@ -77,6 +78,50 @@ public sealed class TrainingGemmTests
             }
 
             NumericAssert.AssertClose(fast, expected, 1e-5, 1e-5, $"strided NK accumulate={accumulate}");
+        }
+    }
+
+    // B larger than one packed block (8 MB): 20000 columns × 300 k is cut into blocks of columns, and 40 columns
+    // × 70000 k into super-blocks of k, each packed once and shared by every chunk; both layouts of B, A read in
+    // place and transposed (packed), accumulating or not, against a float64 product.
+    [Theory]
+    [InlineData(7, 20000, 300)]
+    [InlineData(13, 40, 70000)]
+    public unsafe void PackedGemm_BLargerThanOnePackedBlock_MatchesNaive(int m, int n, int k)
+    {
+        var a = NumericAssert.Random(m * k, 21);
+        var b = NumericAssert.Random(n * k, 22);
+        var start = NumericAssert.Random(m * n, 23);
+        foreach (var (layout, transposedA, accumulate) in new[] { (GemmLayout.NK, false, false), (GemmLayout.KN, true, true) })
+        {
+            var fast = (float[])start.Clone();
+            fixed (float* pa = a, pb = b, pc = fast)
+            {
+                // Transposed A: element (i, p) at a[p·m + i]; KN B: element (p, j) at b[p·n + j].
+                PackedGemm.Run(pa, transposedA ? 1 : k, transposedA ? m : 1, pb, layout == GemmLayout.NK ? k : n, layout, pc, n, m, n, k, 0.5f, accumulate, WorkerPool.Shared);
+            }
+
+            var expected = new double[m * n];
+            for (var i = 0; i < m; i++)
+            {
+                for (var p = 0; p < k; p++)
+                {
+                    var aip = (double)(transposedA ? a[p * m + i] : a[i * k + p]);
+                    for (var j = 0; j < n; j++)
+                    {
+                        expected[i * n + j] += aip * (layout == GemmLayout.NK ? b[j * k + p] : b[p * n + j]);
+                    }
+                }
+            }
+
+            var want = new float[m * n];
+            for (var i = 0; i < want.Length; i++)
+            {
+                want[i] = (float)((accumulate ? start[i] : 0) + 0.5 * expected[i]);
+            }
+
+            // fp32 sums of k products: absolute error grows with k (an indexing error would be of the values' size, ~√k).
+            NumericAssert.AssertClose(fast, want, 1e-4, 1e-6 * k, $"{layout} transposedA={transposedA} accumulate={accumulate}");
         }
     }
 

@@ -7,14 +7,16 @@
 //       or an NF4 matrix in either layout, dequantised panel by panel as it is packed (never whole)
 //   C   element (i, j) at c[i·ldc + j]
 //
-// Loop structure (BLIS/GotoBLAS): a block of up to 240 rows × Kc of A is packed into 6-row micro-panels
-// (k-major) when A is not contiguous in k (a transposed A: dW = dyᵀ·x); rows contiguous in k are read in
-// place as six streams. Then B per panel of 32 columns × Kc into k-major order (zero
-// columns past N), and a 6 × 32 register tile of Vector512 accumulators runs over the block's row tiles
-// with six broadcasts of packed A and two packed B loads per k; α scales each k-block's partial sum as it
-// is added to C. Work is split across the worker pool by rows when M is the long side (every
-// chunk packs the panels it needs), otherwise by column panels. With no pool the call runs on the calling
-// thread: the attention kernel uses that from inside its own pool chunks.
+// Loop structure (BLIS/GotoBLAS): B is cut into blocks that fit 8 MB (blocks of 32-column panels × all of K,
+// or super-blocks of K when even 16 panels of all K would not fit); the pool packs each block once into
+// k-major panels (zero columns past N), shared by every chunk. Then each chunk of rows (or of panels, when
+// there are too few row tiles) walks blocks of up to 240 rows × Kc of A: packed into 6-row micro-panels when A
+// is not contiguous in k (a transposed A: dW = dyᵀ·x), read in place as six row streams otherwise, and a
+// 6 × 32 register tile of Vector512 accumulators (6 × 16 for a 16-wide last panel) runs over the block's row
+// tiles with six broadcasts of A and two packed B loads per k; α scales each k-block's partial sum as it is
+// added to C. Every element of C is summed by one chunk in a fixed k order, so results do not depend on the
+// number of threads. With no pool the call runs on the calling thread: the attention kernel uses that from
+// inside its own pool chunks.
 // Requires AVX-512 (IsSupported); callers keep their portable path otherwise.
 // Reference: Goto & van de Geijn 2008, "Anatomy of high-performance matrix multiplication"; BLIS's
 // packing of A and B into micro-panels.
@@ -45,20 +47,14 @@ public static unsafe class PackedGemm
     // Below this many multiply-adds a second thread costs more than it saves.
     private const long MinParallelWork = 1 << 20;
 
-    // Row tiles per packed block of A: 40 × 6 rows × up to 320 k = 300 KB, resident in L2.
+    // Row tiles per block of A: 40 × 6 rows × up to 320 k = 300 KB, resident in L2.
     private const int McTiles = 40;
 
-    [ThreadStatic]
-    private static float[]? _packed;
+    // Packed B per block (floats): 8 MB, shared by every chunk of the product.
+    private const long PackedBudget = 1 << 21;
 
-    [ThreadStatic]
-    private static float[]? _packedA;
-
-    [ThreadStatic]
-    private static float[]? _transposed;
-
-    // Elements of B beyond which it no longer fits in cache (4 M floats = 16 MB).
-    private const long LargeB = 1 << 22;
+    // A block of B is at least this many panels wide (or all of them) before K is split into super-blocks.
+    private const int MinBlockPanels = 16;
 
     /// <summary>True where the kernel runs (Vector512 hardware acceleration).</summary>
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
@@ -84,6 +80,11 @@ public static unsafe class PackedGemm
         job.Nf4 = null;
     }
 
+    // GotoBLAS order with B packed once per product: B is cut into blocks of panels × a range of k that fit
+    // PackedBudget (all of K when a block can still be MinBlockPanels wide, else super-blocks of k), each block
+    // is packed by the pool (chunks over panels), then every chunk of rows multiplies its rows by the whole
+    // packed block. Packing B per chunk instead (as this kernel first did) repeated it once per chunk and per
+    // 240-row block of A: for an N×K weight, a strided gather several times the cost of a copy.
     private static void Dispatch(GemmJob job, float* a, long aRow, long aCol, long ldb, GemmLayout layout, float* c, long ldc,
         int m, int n, int k, float alpha, bool accumulate, WorkerPool? pool)
     {
@@ -124,38 +125,45 @@ public static unsafe class PackedGemm
         job.Accumulate = accumulate;
         var panels = (n + Nr - 1) / Nr;
         var tiles = (m + Mr - 1) / Mr;
-        var chunks = 1;
-        if (pool is not null && pool.Threads > 1 && (long)m * n * k >= MinParallelWork)
+        var kBlocks = (k + MaxKc - 1) / MaxKc;
+        job.Kc = (k + kBlocks - 1) / kBlocks;
+        var threads = pool is not null && pool.Threads > 1 && (long)m * n * k >= MinParallelWork ? pool.Threads : 1;
+
+        int blockPanels, blockK;
+        var allK = (long)k * Nr;
+        if (allK * Math.Min(panels, MinBlockPanels) <= PackedBudget)
         {
-            chunks = pool.Threads * 4;
+            blockPanels = (int)Math.Min(panels, PackedBudget / allK);
+            blockK = k;
+        }
+        else
+        {
+            blockPanels = Math.Min(panels, MinBlockPanels);
+            blockK = (int)Math.Max(1, PackedBudget / ((long)blockPanels * Nr * job.Kc)) * job.Kc;
         }
 
-        // Splitting by rows makes every chunk pack all of B (chunks·N·K, a strided gather for an N×K B, about
-        // four times a contiguous copy, and NF4 decoding costs more still); splitting by panels makes every panel
-        // re-read all of A (M·K per 32 columns). Rows win when M > 32 · chunks (× 4 for N×K; never for NF4).
-        var packCost = job.Nf4 is not null ? 1L << 20 : layout == GemmLayout.NK ? 4L : 1L;
-        job.SplitRows = (long)m > Nr * chunks * packCost || panels < chunks;
-        chunks = Math.Min(chunks, job.SplitRows ? tiles : panels);
-        if (job.SplitRows && chunks > 1 && (long)n * k > LargeB)
+        job.EnsurePacked((long)blockPanels * Math.Min(blockK, k) * Nr);
+        // Rows are the natural split (each chunk reads the shared packed B); a product with too few row tiles
+        // for every thread splits its panels instead.
+        job.SplitRows = tiles >= 2 * threads;
+        for (var p0 = 0; p0 < panels; p0 += blockPanels)
         {
-            // A B much larger than L2 is streamed from memory once per chunk: one chunk per thread.
-            chunks = Math.Min(chunks, pool!.Threads);
-        }
-
-        if (job.SplitRows && chunks > 1 && layout == GemmLayout.NK && job.Nf4 is null)
-        {
-            // Every chunk would gather the whole N×K B column by column: transpose it to K×N once instead.
-            var transposed = _transposed is { } t && t.Length >= (long)n * k ? t : _transposed = GC.AllocateUninitializedArray<float>(n * k, pinned: true);
-            fixed (float* pt = transposed)
+            job.P0 = p0;
+            job.P1 = Math.Min(panels, p0 + blockPanels);
+            for (var k0 = 0; k0 < k; k0 += blockK)
             {
-                Transpose(job.B, ldb, pt, n, k);
-                job.B = pt;
+                job.K0 = k0;
+                job.K1 = Math.Min(k, k0 + blockK);
+                job.Packing = true;
+                RunChunks(job, pool, threads == 1 ? 1 : Math.Min(job.P1 - p0, 2 * threads));
+                job.Packing = false;
+                RunChunks(job, pool, threads == 1 ? 1 : job.SplitRows ? Math.Min(tiles, 2 * threads) : Math.Min(job.P1 - p0, 4 * threads));
             }
-
-            job.Ldb = n;
-            job.Layout = GemmLayout.KN;
         }
+    }
 
+    private static void RunChunks(GemmJob job, WorkerPool? pool, int chunks)
+    {
         if (chunks <= 1)
         {
             job.Execute(0, 1);
@@ -163,27 +171,6 @@ public static unsafe class PackedGemm
         else
         {
             pool!.Run(job, chunks);
-        }
-    }
-
-    // dst[p·n + j] = src[j·ldb + p], in 32 × 32 tiles so both sides stay in cache.
-    private static void Transpose(float* src, long ldb, float* dst, int n, int k)
-    {
-        const int Tile = 32;
-        for (var j0 = 0; j0 < n; j0 += Tile)
-        {
-            var j1 = Math.Min(n, j0 + Tile);
-            for (var p0 = 0; p0 < k; p0 += Tile)
-            {
-                var p1 = Math.Min(k, p0 + Tile);
-                for (var j = j0; j < j1; j++)
-                {
-                    for (var p = p0; p < p1; p++)
-                    {
-                        dst[(long)p * n + j] = src[j * ldb + p];
-                    }
-                }
-            }
         }
     }
 
@@ -204,18 +191,70 @@ public static unsafe class PackedGemm
         public int M;
         public int N;
         public int K;
+        public int Kc;
         public float Alpha;
         public bool Accumulate;
         public bool SplitRows;
 
+        // The block being packed or multiplied: panels [P0, P1) × k [K0, K1).
+        public int P0;
+        public int P1;
+        public int K0;
+        public int K1;
+        public bool Packing;
+
+        // Packed B of the block: panel p, row k at ((p − P0)·(K1 − K0) + k − K0)·32, k-major within a panel.
+        private float[] _packedB = [];
+        private float* _packedBPtr;
+
+        [ThreadStatic]
+        private static float[]? _packedA;
+
         // One job object per calling thread: reused, so a training step allocates nothing here.
         public static GemmJob Instance => _instance ??= new GemmJob();
 
+        public void EnsurePacked(long floats)
+        {
+            if (_packedB.Length < floats)
+            {
+                _packedB = GC.AllocateUninitializedArray<float>(checked((int)floats), pinned: true);
+                _packedBPtr = (float*)Unsafe.AsPointer(ref _packedB[0]);
+            }
+        }
+
         public void Execute(int chunk, int chunkCount)
         {
-            var panels = (N + Nr - 1) / Nr;
+            if (Packing)
+            {
+                PackBlock(chunk, chunkCount);
+            }
+            else
+            {
+                Multiply(chunk, chunkCount);
+            }
+        }
+
+        private void PackBlock(int chunk, int chunkCount)
+        {
+            var count = P1 - P0;
+            var blockK = K1 - K0;
+            var from = P0 + (int)((long)count * chunk / chunkCount);
+            var to = P0 + (int)((long)count * (chunk + 1) / chunkCount);
+            for (var p = from; p < to; p++)
+            {
+                var n0 = p * Nr;
+                var nb = Math.Min(Nr, N - n0);
+                for (var k0 = K0; k0 < K1; k0 += Kc)
+                {
+                    Pack(_packedBPtr + ((long)(p - P0) * blockK + k0 - K0) * Nr, n0, nb, k0, Math.Min(Kc, K1 - k0));
+                }
+            }
+        }
+
+        private void Multiply(int chunk, int chunkCount)
+        {
             var tiles = (M + Mr - 1) / Mr;
-            int p0 = 0, p1 = panels, t0 = 0, t1 = tiles;
+            int p0 = P0, p1 = P1, t0 = 0, t1 = tiles;
             if (SplitRows)
             {
                 t0 = (int)((long)tiles * chunk / chunkCount);
@@ -223,31 +262,24 @@ public static unsafe class PackedGemm
             }
             else
             {
-                p0 = (int)((long)panels * chunk / chunkCount);
-                p1 = (int)((long)panels * (chunk + 1) / chunkCount);
+                p0 = P0 + (int)((long)(P1 - P0) * chunk / chunkCount);
+                p1 = P0 + (int)((long)(P1 - P0) * (chunk + 1) / chunkCount);
             }
 
-            var kBlocks = (K + MaxKc - 1) / MaxKc;
-            var kcMax = (K + kBlocks - 1) / kBlocks;
-            var packedB = _packed ??= GC.AllocateUninitializedArray<float>(MaxKc * Nr, pinned: true);
-            var packedA = _packedA ??= GC.AllocateUninitializedArray<float>(McTiles * Mr * MaxKc, pinned: true);
+            var blockK = K1 - K0;
+            var packedA = _packedA ??= GC.AllocateUninitializedArray<float>(McTiles * Mr * MaxKc + 2, pinned: true);
             Span<float> edge = stackalloc float[Mr * Nr];
             // Rows contiguous in k are read in place (six row streams); any other stride is packed first.
             var packA = ACol != 1;
-            fixed (float* pb = packedB, pa = packedA, pe = edge)
+            fixed (float* pa = packedA, pe = edge)
             {
-                // GotoBLAS order: a block of McTiles row tiles × kc is packed once and stays in L2 while every
-                // panel of B (packed into L1) sweeps over it.
-                // An NF4 B read with A in place sweeps all of the chunk's rows per panel, so each panel is
-                // dequantised once.
-                var mcTiles = packA || Nf4 is null ? McTiles : int.MaxValue;
-                // Advanced to te, not by mcTiles: tb + int.MaxValue would wrap negative for a chunk not starting at 0.
+                // A block of McTiles row tiles × kc stays in L2 while every packed panel of B sweeps over it.
                 for (int tb = t0, te; tb < t1; tb = te)
                 {
-                    te = (int)Math.Min(t1, (long)tb + mcTiles);
-                    for (var k0 = 0; k0 < K; k0 += kcMax)
+                    te = Math.Min(t1, tb + McTiles);
+                    for (var k0 = K0; k0 < K1; k0 += Kc)
                     {
-                        var kc = Math.Min(kcMax, K - k0);
+                        var kc = Math.Min(Kc, K1 - k0);
                         if (packA)
                         {
                             PackA(pa, tb, te, k0, kc);
@@ -258,7 +290,7 @@ public static unsafe class PackedGemm
                         {
                             var n0 = p * Nr;
                             var nb = Math.Min(Nr, N - n0);
-                            Pack(pb, n0, nb, k0, kc);
+                            var pb = _packedBPtr + ((long)(p - P0) * blockK + k0 - K0) * Nr;
                             for (var t = tb; t < te; t++)
                             {
                                 var m0 = t * Mr;
@@ -271,7 +303,14 @@ public static unsafe class PackedGemm
                                     continue;
                                 }
 
-                                // A short last panel goes through a scratch tile.
+                                if (nb == Nr / 2)
+                                {
+                                    // A 16-wide last panel (head dimension 48, as in stories15M's attention): half a tile.
+                                    HalfTile(packA, a, pb, kc, cTile, Ldc, mb, first);
+                                    continue;
+                                }
+
+                                // Any other short last panel goes through a scratch tile.
                                 for (var i = 0; i < mb; i++)
                                 {
                                     for (var j = 0; j < nb; j++)
@@ -308,6 +347,63 @@ public static unsafe class PackedGemm
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void HalfTile(bool packedA, float* a, float* b, int kc, float* c, long ldc, int mb, bool first)
+        {
+            if (packedA)
+            {
+                HalfKernel(a, Mr, 1, b, kc, c, ldc, mb, first, Alpha);
+            }
+            else
+            {
+                HalfKernel(a, 1, ARow, b, kc, c, ldc, mb, first, Alpha);
+            }
+        }
+
+        // The register tile for 16 columns: 6 rows × one Vector512; A(i, kk) at a[kk·aStep + i·aRow] (packed:
+        // step 6, row 1; in place: step 1, row lda; rows beyond mb read row 0 and are not stored).
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private static void HalfKernel(float* a, long aStep, long aRow, float* b, int kc, float* c, long ldc, int mb, bool first, float alpha)
+        {
+            var a0 = a;
+            var a1 = mb > 1 ? a + aRow : a;
+            var a2 = mb > 2 ? a + 2 * aRow : a;
+            var a3 = mb > 3 ? a + 3 * aRow : a;
+            var a4 = mb > 4 ? a + 4 * aRow : a;
+            var a5 = mb > 5 ? a + 5 * aRow : a;
+            Vector512<float> c0 = default, c1 = default, c2 = default, c3 = default, c4 = default, c5 = default;
+            for (long kk = 0, o = 0; kk < kc; kk++, o += aStep, b += Nr)
+            {
+                var b0 = Vector512.Load(b);
+                c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a0[o]), b0, c0);
+                c1 = Vector512.FusedMultiplyAdd(Vector512.Create(a1[o]), b0, c1);
+                c2 = Vector512.FusedMultiplyAdd(Vector512.Create(a2[o]), b0, c2);
+                c3 = Vector512.FusedMultiplyAdd(Vector512.Create(a3[o]), b0, c3);
+                c4 = Vector512.FusedMultiplyAdd(Vector512.Create(a4[o]), b0, c4);
+                c5 = Vector512.FusedMultiplyAdd(Vector512.Create(a5[o]), b0, c5);
+            }
+
+            var s = Vector512.Create(alpha);
+            StoreHalf(c, ldc, 0, mb, first, s, c0);
+            StoreHalf(c, ldc, 1, mb, first, s, c1);
+            StoreHalf(c, ldc, 2, mb, first, s, c2);
+            StoreHalf(c, ldc, 3, mb, first, s, c3);
+            StoreHalf(c, ldc, 4, mb, first, s, c4);
+            StoreHalf(c, ldc, 5, mb, first, s, c5);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void StoreHalf(float* c, long ldc, int row, int mb, bool first, Vector512<float> alpha, Vector512<float> v)
+        {
+            if (row >= mb)
+            {
+                return;
+            }
+
+            var p = c + row * ldc;
+            (first ? v * alpha : Vector512.FusedMultiplyAdd(v, alpha, Vector512.Load(p))).Store(p);
+        }
+
         // packedA[(t − tb)·kc·6 + kk·6 + i] = A(6t + i, k0 + kk); rows past M are zero.
         private void PackA(float* packed, int tb, int te, int k0, int kc)
         {
@@ -331,6 +427,17 @@ public static unsafe class PackedGemm
                         {
                             dst[kk * Mr + i] = src[kk];
                         }
+                    }
+                }
+                else if (ARow == 1 && mb == Mr && m0 + 8 <= M)
+                {
+                    // Transposed A: the tile's six values at each k are contiguous. Eight are moved at once; the
+                    // two extra land on the next k's slots (written next) or, after the last k, on the next
+                    // tile's first two (written after this tile; the buffer has two floats of slack at its end).
+                    // m0 + 8 ≤ M keeps the eight-wide read inside the row.
+                    for (var kk = 0; kk < kc; kk++)
+                    {
+                        Vector256.Store(Vector256.Load(A + m0 + (k0 + kk) * ACol), dst + kk * Mr);
                     }
                 }
                 else
@@ -419,7 +526,7 @@ public static unsafe class PackedGemm
 
         // Register tile: 6 rows × 32 columns = 12 Vector512 accumulators; each k broadcasts the 6 packed A
         // values against two packed B vectors. Rows beyond mb were packed as zero and are not stored.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.NoInlining)]
         private static void Kernel(float* a, float* b, int kc, float* c, long ldc, int mb, bool first, float alpha)
         {
             Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default;
@@ -458,7 +565,7 @@ public static unsafe class PackedGemm
         }
 
         // The same tile reading A in place from six rows (unit stride in k); rows beyond mb read row 0.
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        [MethodImpl(MethodImplOptions.NoInlining)]
         private static void KernelRows(float* a, long lda, float* b, int kc, float* c, long ldc, int mb, bool first, float alpha)
         {
             var a0 = a;

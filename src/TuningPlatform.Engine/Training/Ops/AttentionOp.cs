@@ -21,8 +21,9 @@
 // strided PackedGemm on the calling thread, reading q, k, v, dout in place:
 //   S = scale · Q_h K_gᵀ written straight into the probs cache [T, T], softmax row by row over [t0, t]
 //   (zero elsewhere), out_h = P V_g;  backward dP = dO_h V_gᵀ, dV_g += Pᵀ dO_h, dS = P ⊙ (dP − rowsum(P ⊙ dP)),
-//   dQ_h += scale · dS K_g, dK_g += scale · dSᵀ Q_h. The full T × T square is computed (masked entries are
-//   zero in P), which wastes the causal half but runs at GEMM speed.
+//   dQ_h += scale · dS K_g, dK_g += scale · dSᵀ Q_h. Rows go in blocks of 48; a block's products cover only
+//   the columns from its first row's example start to its last row, so the causal upper triangle (and
+//   earlier examples of a packed sequence) are skipped, but for the block's own diagonal square.
 // Reference: HF LlamaAttention (eager, repeat_kv) with a block-diagonal causal mask as in padding-free
 // packing (position_ids restarting per example); llm.c attention_forward / attention_backward.
 using System.Numerics;
@@ -210,6 +211,9 @@ public static class AttentionOp
         }
     }
 
+    // Rows per causal block: 8 register tiles of the GEMM.
+    private const int RowBlock = 48;
+
     private sealed unsafe class FastJob : IParallelJob
     {
         [ThreadStatic]
@@ -217,6 +221,9 @@ public static class AttentionOp
 
         [ThreadStatic]
         private static float[]? _dp;
+
+        [ThreadStatic]
+        private static float[]? _transposed;
 
         public float* Output;
         public float* Probs;
@@ -242,6 +249,23 @@ public static class AttentionOp
             var (t, dh) = (Seq, HeadDim);
             var b = chunk / KvHeads;
             var g = chunk % KvHeads;
+            var kvStride = (long)KvHeads * dh;
+            var kg = K + (b * t * kvStride) + g * dh;
+            var vg = V + (b * t * kvStride) + g * dh;
+            var dpArray = Backward ? (_dp is { } d && d.Length >= t * t ? d : _dp = GC.AllocateUninitializedArray<float>(t * t, pinned: true)) : null;
+            // K_g (forward) or V_g (backward) transposed once to [Dh, T]: the Q·Kᵀ and dO·Vᵀ products of every
+            // head and row block then read their B in KN layout, packed by vector copies instead of a gather.
+            var transposed = _transposed is { } tr && tr.Length >= t * dh ? tr : _transposed = GC.AllocateUninitializedArray<float>(t * dh, pinned: true);
+            fixed (float* kvT = transposed)
+            {
+                Transpose(Backward ? vg : kg, kvStride, kvT, t, dh);
+                RunHeads(b, g, kvT, dpArray);
+            }
+        }
+
+        private void RunHeads(int b, int g, float* kvT, float[]? dpArray)
+        {
+            var (t, dh) = (Seq, HeadDim);
             var group = Heads / KvHeads;
             var qStride = (long)Heads * dh;
             var kvStride = (long)KvHeads * dh;
@@ -249,45 +273,77 @@ public static class AttentionOp
             var kg = K + (b * t * kvStride) + g * dh;
             var vg = V + (b * t * kvStride) + g * dh;
             var pos = Positions + b * t;
-            var dpArray = Backward ? (_dp is { } d && d.Length >= t * t ? d : _dp = GC.AllocateUninitializedArray<float>(t * t, pinned: true)) : null;
             for (var h = g * group; h < (g + 1) * group; h++)
             {
                 var p = Probs + ((long)b * Heads + h) * t * t;
                 var qh = Q + (b * t * qStride) + h * dh;
                 if (!Backward)
                 {
-                    // S = scale · Q_h K_gᵀ into the cache, then softmax over each row's own example.
-                    PackedGemm.Run(qh, qStride, 1, kg, kvStride, GemmLayout.NK, p, t, t, t, dh, scale, accumulate: false, null);
-                    for (var row = 0; row < t; row++)
+                    // Row block [r0, r1) attends to columns [c0, r1) only (c0: the example start of its first
+                    // row), so the causal upper triangle is skipped but for the block's own diagonal square.
+                    for (var r0 = 0; r0 < t; r0 += RowBlock)
                     {
-                        var t0 = row - pos[row];
-                        var full = p + (long)row * t;
-                        SoftmaxRow(full + t0, row + 1 - t0);
-                        new Span<float>(full, t0).Clear();
-                        new Span<float>(full + row + 1, t - row - 1).Clear();
+                        var r1 = Math.Min(t, r0 + RowBlock);
+                        var c0 = r0 - pos[r0];
+                        var pBlock = p + (long)r0 * t + c0;
+                        // S = scale · Q_h K_gᵀ into the cache, then softmax over each row's own example.
+                        PackedGemm.Run(qh + r0 * qStride, qStride, 1, kvT + c0, t, GemmLayout.KN, pBlock, t, r1 - r0, r1 - c0, dh, scale, accumulate: false, null);
+                        for (var row = r0; row < r1; row++)
+                        {
+                            var t0 = row - pos[row];
+                            var full = p + (long)row * t;
+                            SoftmaxRow(full + t0, row + 1 - t0);
+                            new Span<float>(full, t0).Clear();
+                            new Span<float>(full + row + 1, t - row - 1).Clear();
+                        }
+
+                        PackedGemm.Run(pBlock, t, 1, vg + c0 * kvStride, kvStride, GemmLayout.KN, Output + (b * t * qStride) + h * dh + r0 * qStride, qStride,
+                            r1 - r0, dh, r1 - c0, 1f, accumulate: false, null);
                     }
 
-                    PackedGemm.Run(p, t, 1, vg, kvStride, GemmLayout.KN, Output + (b * t * qStride) + h * dh, qStride, t, dh, t, 1f, accumulate: false, null);
                     continue;
                 }
 
                 fixed (float* dp = dpArray)
                 {
                     var doh = DOutput + (b * t * qStride) + h * dh;
-                    // dP = dO_h V_gᵀ;  dV_g += Pᵀ dO_h.
-                    PackedGemm.Run(doh, qStride, 1, vg, kvStride, GemmLayout.NK, dp, t, t, t, dh, 1f, accumulate: false, null);
-                    PackedGemm.Run(p, 1, t, doh, qStride, GemmLayout.KN, DV + (b * t * kvStride) + g * dh, kvStride, t, dh, t, 1f, accumulate: true, null);
-                    // dS = P ⊙ (dP − Σ_s P·dP) over each row's live range (zero elsewhere, since P is).
-                    for (var row = 0; row < t; row++)
+                    for (var r0 = 0; r0 < t; r0 += RowBlock)
                     {
-                        var t0 = row - pos[row];
-                        SoftmaxBackwardRow(p + (long)row * t, dp + (long)row * t, t0, row + 1, t);
-                    }
+                        var r1 = Math.Min(t, r0 + RowBlock);
+                        var c0 = r0 - pos[r0];
+                        var pBlock = p + (long)r0 * t + c0;
+                        var dpBlock = dp + (long)r0 * t + c0;
+                        // dP = dO_h V_gᵀ;  dV_g += Pᵀ dO_h  (over the block's live columns [c0, r1)).
+                        PackedGemm.Run(doh + r0 * qStride, qStride, 1, kvT + c0, t, GemmLayout.KN, dpBlock, t, r1 - r0, r1 - c0, dh, 1f, accumulate: false, null);
+                        PackedGemm.Run(pBlock, 1, t, doh + r0 * qStride, qStride, GemmLayout.KN, DV + (b * t * kvStride) + g * dh + c0 * kvStride, kvStride,
+                            r1 - c0, dh, r1 - r0, 1f, accumulate: true, null);
+                        // dS = P ⊙ (dP − Σ_s P·dP) over each row's live range (zero elsewhere, since P is).
+                        for (var row = r0; row < r1; row++)
+                        {
+                            var t0 = row - pos[row];
+                            SoftmaxBackwardRow(p + (long)row * t, dp + (long)row * t, t0, row + 1, t);
+                        }
 
-                    // dQ_h += scale · dS K_g;  dK_g += scale · dSᵀ Q_h.
-                    PackedGemm.Run(dp, t, 1, kg, kvStride, GemmLayout.KN, DQ + (b * t * qStride) + h * dh, qStride, t, dh, t, scale, accumulate: true, null);
-                    PackedGemm.Run(dp, 1, t, qh, qStride, GemmLayout.KN, DK + (b * t * kvStride) + g * dh, kvStride, t, dh, t, scale, accumulate: true, null);
+                        // dQ_h += scale · dS K_g;  dK_g += scale · dSᵀ Q_h.
+                        PackedGemm.Run(dpBlock, t, 1, kg + c0 * kvStride, kvStride, GemmLayout.KN, DQ + (b * t * qStride) + h * dh + r0 * qStride, qStride,
+                            r1 - r0, dh, r1 - c0, scale, accumulate: true, null);
+                        PackedGemm.Run(dpBlock, 1, t, qh + r0 * qStride, qStride, GemmLayout.KN, DK + (b * t * kvStride) + g * dh + c0 * kvStride, kvStride,
+                            r1 - c0, dh, r1 - r0, scale, accumulate: true, null);
+                    }
                 }
+            }
+        }
+    }
+
+    // dst[d·rows + s] = src[s·stride + d]: one kv head's [rows, dh] slice to [dh, rows].
+    private static unsafe void Transpose(float* src, long stride, float* dst, int rows, int dh)
+    {
+        for (var s = 0; s < rows; s++)
+        {
+            var row = src + s * stride;
+            for (var d = 0; d < dh; d++)
+            {
+                dst[(long)d * rows + s] = row[d];
             }
         }
     }
