@@ -1,7 +1,9 @@
 // Training benchmark: one optimizer step (forward, backward, AdamW) at real model shapes with random weights
 // (weights do not change speed), ours against PyTorch running the same model and step, same machine, same
 // run, as ratios.
-//   rows:    stories15M (and stories42M) × full fine-tuning, LoRA (all linear layers), QLoRA (all linear, NF4 base)
+//   rows:    stories15M and stories42M × the four methods: full fine-tuning, LoRA r=8 on q,k,v,o, LoRA r=8
+//            on all linear layers, QLoRA r=8 on all linear layers (NF4 base); a method may name its targets after
+//            a dash (lora-qkvo, lora-all, qlora-all), otherwise --targets applies
 //   figures: training tokens/s (median step), peak resident memory of a process that runs only that row,
 //            MFU against the machine's measured fp32 GEMM rate, QLoRA base bytes per projection weight
 // Loss on every token (B × T targets), AdamW without weight decay, no clipping, no activation checkpointing.
@@ -9,8 +11,8 @@
 // PyTorch runs fairly (DESIGN.md §8): /usr/bin/python3, torch.set_num_threads(2), OMP_WAIT_POLICY=PASSIVE,
 // OPENBLAS_CORETYPE unset, or SkylakeX when OpenBLAS's autodetection picks a slower kernel (see below). Usage:
 //   dotnet run -c Release --project bench/TuningPlatform.Bench.Training [-- --shapes stories15M,stories42M
-//       --methods full,lora,qlora --batch 8 --seq 256 --rank 16 --targets all|qkvo --steps 5 --rounds 2
-//       --loss-chunk 256 --no-torch]
+//       --methods full,lora-qkvo,lora-all,qlora-all --batch 8 --seq 256 --rank 8 --targets all|qkvo --steps 5
+//       --rounds 2 --loss-chunk 512 --no-torch]
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -24,7 +26,7 @@ using TuningPlatform.Engine.Training.Recipes;
 
 var batch = IntArg("--batch", 8);
 var seq = IntArg("--seq", 256);
-var rank = IntArg("--rank", 16);
+var rank = IntArg("--rank", 8);
 var steps = IntArg("--steps", 5);
 var targets = StringArg("--targets", "all");
 var rounds = IntArg("--rounds", 2);
@@ -44,11 +46,11 @@ if (StringArg("--child", "") is { Length: > 0 } child)
 }
 
 var withTorch = !args.Contains("--no-torch");
-var wantedShapes = StringArg("--shapes", "stories15M").Split(',');
-var methods = StringArg("--methods", "full,lora,qlora").Split(',');
+var wantedShapes = StringArg("--shapes", "stories15M,stories42M").Split(',');
+var methods = StringArg("--methods", "full,lora-qkvo,lora-all,qlora-all").Split(',');
 var load = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "n/a";
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"Training benchmark: {Environment.ProcessorCount} cores (load average {load}), batch {batch} × {seq} tokens, LoRA r={rank} α={2 * rank} on {targets} linear layers, median of {steps} steps after 2 warm-up, best of {rounds} alternating rounds; PyTorch with 2 threads"));
+    $"Training benchmark: {Environment.ProcessorCount} cores (load average {load}), batch {batch} × {seq} tokens, LoRA r={rank} α={2 * rank}, median of {steps} steps after 2 warm-up, best of {rounds} alternating rounds; PyTorch with 2 threads"));
 
 // Best of three one-second runs: the rate of a quiet moment is the machine's.
 var ourGemm = Enumerable.Range(0, 3).Max(_ => MeasureGemm(1024));
@@ -74,8 +76,11 @@ var rows = new List<(string Name, string Method, double Flops, JsonElement? Ours
 foreach (var name in wantedShapes)
 {
     var config = shapes[name];
-    foreach (var method in methods)
+    foreach (var row in methods)
     {
+        // "lora-qkvo": method lora on q,k,v,o; a bare method takes --targets.
+        var method = row.Split('-')[0];
+        var rowTargets = row.Contains('-') ? row.Split('-')[1] : targets;
         // Rounds alternate ours and PyTorch; each side keeps its fastest round, so a burst of load from other
         // processes on a shared machine lands on one round rather than on one side.
         JsonElement? ours = null, torch = null;
@@ -83,7 +88,7 @@ foreach (var name in wantedShapes)
         {
             var self = SelfCommand();
             ours = Faster(ours, RunChild(self[0], [.. self.Skip(1), "--child", name, "--method", method, "--batch", Str(batch), "--seq", Str(seq),
-                "--rank", Str(rank), "--targets", targets, "--steps", Str(steps), "--loss-chunk", Str(lossChunk)], null));
+                "--rank", Str(rank), "--targets", rowTargets, "--steps", Str(steps), "--loss-chunk", Str(lossChunk)], null));
             if (withTorch)
             {
                 var c = JsonSerializer.Serialize(new Dictionary<string, object>
@@ -92,11 +97,11 @@ foreach (var name in wantedShapes)
                     ["heads"] = config.NumHeads, ["kv_heads"] = config.NumKeyValueHeads, ["vocab"] = config.VocabSize,
                 });
                 torch = Faster(torch, RunChild("/usr/bin/python3", [TorchScript(), c, "--method", method, "--batch", Str(batch), "--seq", Str(seq),
-                    "--rank", Str(rank), "--targets", targets, "--steps", Str(steps)], coreType));
+                    "--rank", Str(rank), "--targets", rowTargets, "--steps", Str(steps)], coreType));
             }
         }
 
-        rows.Add((name, method, StepFlops(config, method, batch, seq, rank, targets), ours, torch));
+        rows.Add((name, row, StepFlops(config, method, batch, seq, rank, rowTargets), ours, torch));
     }
 }
 

@@ -157,7 +157,7 @@ public static unsafe class PackedGemm
                 job.Packing = true;
                 RunChunks(job, pool, threads == 1 ? 1 : Math.Min(job.P1 - p0, 2 * threads));
                 job.Packing = false;
-                RunChunks(job, pool, threads == 1 ? 1 : job.SplitRows ? Math.Min(tiles, 2 * threads) : Math.Min(job.P1 - p0, 4 * threads));
+                RunChunks(job, pool, threads == 1 ? 1 : job.SplitRows ? Math.Min(tiles, 4 * threads) : Math.Min(job.P1 - p0, 4 * threads));
             }
         }
     }
@@ -267,7 +267,7 @@ public static unsafe class PackedGemm
             }
 
             var blockK = K1 - K0;
-            var packedA = _packedA ??= GC.AllocateUninitializedArray<float>(McTiles * Mr * MaxKc + 2, pinned: true);
+            var packedA = _packedA ??= GC.AllocateUninitializedArray<float>(McTiles * Mr * MaxKc, pinned: true);
             Span<float> edge = stackalloc float[Mr * Nr];
             // Rows contiguous in k are read in place (six row streams); any other stride is packed first.
             var packA = ACol != 1;
@@ -407,7 +407,38 @@ public static unsafe class PackedGemm
         // packedA[(t − tb)·kc·6 + kk·6 + i] = A(6t + i, k0 + kk); rows past M are zero.
         private void PackA(float* packed, int tb, int te, int k0, int kc)
         {
-            for (var t = tb; t < te; t++)
+            var from = tb;
+            if (ARow == 1 && ACol != 1)
+            {
+                // Transposed A: at each k the block's rows are contiguous. k outer, so each k's row of the source is
+                // read in order; each tile takes eight values at once, whose two extra land on the tile's next k
+                // slots (written at the next k). The last k moves exactly six, so nothing lands on the next tile.
+                // Tiles whose eight-wide read would pass the end of the row (m0 + 8 > M) go the scalar way below.
+                from = M < 8 ? tb : Math.Clamp((M - 8) / Mr + 1, tb, te);
+                for (var kk = 0; kk < kc; kk++)
+                {
+                    var src = A + (k0 + kk) * ACol;
+                    var dst = packed + kk * Mr;
+                    if (kk < kc - 1)
+                    {
+                        for (var t = tb; t < from; t++)
+                        {
+                            Vector256.Store(Vector256.Load(src + t * Mr), dst + (long)(t - tb) * kc * Mr);
+                        }
+                    }
+                    else
+                    {
+                        for (var t = tb; t < from; t++)
+                        {
+                            Vector128.Store(Vector128.Load(src + t * Mr), dst + (long)(t - tb) * kc * Mr);
+                            dst[(long)(t - tb) * kc * Mr + 4] = src[t * Mr + 4];
+                            dst[(long)(t - tb) * kc * Mr + 5] = src[t * Mr + 5];
+                        }
+                    }
+                }
+            }
+
+            for (var t = from; t < te; t++)
             {
                 var dst = packed + (long)(t - tb) * kc * Mr;
                 var m0 = t * Mr;
@@ -427,17 +458,6 @@ public static unsafe class PackedGemm
                         {
                             dst[kk * Mr + i] = src[kk];
                         }
-                    }
-                }
-                else if (ARow == 1 && mb == Mr && m0 + 8 <= M)
-                {
-                    // Transposed A: the tile's six values at each k are contiguous. Eight are moved at once; the
-                    // two extra land on the next k's slots (written next) or, after the last k, on the next
-                    // tile's first two (written after this tile; the buffer has two floats of slack at its end).
-                    // m0 + 8 ≤ M keeps the eight-wide read inside the row.
-                    for (var kk = 0; kk < kc; kk++)
-                    {
-                        Vector256.Store(Vector256.Load(A + m0 + (k0 + kk) * ACol), dst + kk * Mr);
                     }
                 }
                 else
