@@ -29,7 +29,8 @@ public static unsafe class DecodeMatMul
     /// <summary>Most rows of A this kernel takes (a decode step of up to 32 sequences).</summary>
     public const int MaxRows = 32;
 
-    // Below about a megabyte of weights, waking a worker costs more than the work it takes over (as MatMul).
+    // Below about 256K multiply-adds (a megabyte of weights at one row), waking a worker costs more than the work it
+    // takes over (as MatMul).
     private const int MinParallelWork = 1 << 18;
 
     /// <summary>Whether the fast path runs on this machine for inner dimension <paramref name="k"/> (else MatMul.Forward does the work).</summary>
@@ -94,7 +95,8 @@ public static unsafe class DecodeMatMul
         job.K = k;
         // Chunks of whole 4-row W tiles, so the split never changes which tile a row falls in.
         var tiles = (n + 3) / 4;
-        var chunks = (long)n * k < MinParallelWork ? 1 : Math.Min(tiles, pool.Threads * 4);
+        // The work is M·N·K multiply-adds: at 8 rows, a 288 × 288 projection is already worth a second thread.
+        var chunks = (long)m * n * k < MinParallelWork ? 1 : Math.Min(tiles, pool.Threads * 4);
         pool.Run(job, chunks);
     }
 
@@ -191,8 +193,18 @@ public static unsafe class DecodeMatMul
             Vector512<float> c30 = default, c31 = default, c32 = default, c33 = default;
             if (cols == 4)
             {
+                // The next tile's four W rows follow these in memory: each step asks for its cache lines a tile
+                // ahead, so a W read from memory (the head) is not waiting on demand misses. Measured on stories15M's
+                // head (one thread, CPU time, loaded machine): 1.27 ms a call at 1 row against 1.62 without, 3.3 ms
+                // at 8 rows against 5.3–10. Prefetching past the last row is harmless (a prefetch never faults).
+                var ahead = 4L * k;
                 for (var i = 0; i < k16; i += 16)
                 {
+                    TW.Prefetch(w, w0 + ahead + i);
+                    TW.Prefetch(w, w1 + ahead + i);
+                    TW.Prefetch(w, w2 + ahead + i);
+                    TW.Prefetch(w, w3 + ahead + i);
+
                     var v0 = TW.Load(w, w0 + i);
                     var v1 = TW.Load(w, w1 + i);
                     var v2 = TW.Load(w, w2 + i);
@@ -336,6 +348,8 @@ public static unsafe class DecodeMatMul
         static abstract Vector512<float> Load(void* w, long index);
 
         static abstract float At(void* w, long index);
+
+        static abstract void Prefetch(void* w, long index);
     }
 
     private readonly struct Fp32Weights : IWeights
@@ -345,6 +359,9 @@ public static unsafe class DecodeMatMul
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float At(void* w, long index) => ((float*)w)[index];
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(void* w, long index) => Sse.Prefetch0((float*)w + index);
     }
 
     private readonly struct Bf16Weights : IWeights
@@ -355,5 +372,8 @@ public static unsafe class DecodeMatMul
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public static float At(void* w, long index) => BitConverter.Int32BitsToSingle(((ushort*)w)[index] << 16);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Prefetch(void* w, long index) => Sse.Prefetch0((ushort*)w + index);
     }
 }
