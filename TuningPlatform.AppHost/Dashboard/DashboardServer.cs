@@ -13,10 +13,10 @@ namespace TuningPlatform.AppHost.Dashboard;
 /// <summary>
 /// The dashboard: a web UI on its own loopback port, reached through a login link with a token (as
 /// Aspire's is), showing each resource's state, endpoint and restarts, its live console log with search,
-/// a restart action, pages over every service's RPCs (through <see cref="ApiProxy"/>), and the traces and
+/// start, stop and restart actions, pages over every service's RPCs (through <see cref="ApiProxy"/>), and the traces and
 /// metrics the services export over OTLP. Plain ASP.NET Core and static files; the JSON API is what the page calls.
 /// </summary>
-internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Resource, Task> restart) : IAsyncDisposable
+internal sealed class DashboardServer(IReadOnlyList<Resource> resources, IResourceCommands commands) : IAsyncDisposable
 {
     private const string CookieName = "tp_dashboard";
 
@@ -82,7 +82,8 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
         _telemetry.Map(app);
         app.MapGet("/api/resources", () => Results.Json(resources.Select(r => new ResourceView(
             r.Name, r.Kind, r.State.ToString(), r.Endpoint, r.Restarts, r.ProcessId,
-            r.WaitsFor.Select(w => w.Name).ToArray(), r.References.Select(w => w.Name).ToArray())), DashboardJson.Default.IEnumerableResourceView));
+            r.WaitsFor.Select(w => w.Name).ToArray(), r.References.Select(w => w.Name).ToArray(),
+            commands.Allowed(r).Select(a => a.ToString().ToLowerInvariant()).ToArray())), DashboardJson.Default.IEnumerableResourceView));
         app.MapGet("/api/resources/{name}/logs", (string name, long? after) =>
         {
             var resource = resources.FirstOrDefault(r => r.Name == name);
@@ -93,21 +94,26 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
             var (lines, last) = resource.LogAfter(after ?? 0);
             return Results.Json(new LogView(last, lines), DashboardJson.Default.LogView);
         });
-        app.MapPost("/api/resources/{name}/restart", async (string name, HttpRequest request) =>
+        // Start, stop and restart, as Aspire's resource commands: 202 once the supervisor has the request, 404 for
+        // an unknown name, 409 when the resource's state does not allow it (the page shows only the allowed ones).
+        foreach (var command in Enum.GetValues<ResourceCommand>())
         {
-            // Cookies are SameSite=Strict; requiring this header as well keeps cross-site forms out.
-            if (request.Headers["X-Requested-With"] != "dashboard")
+            app.MapPost($"/api/resources/{{name}}/{command.ToString().ToLowerInvariant()}", (string name, HttpRequest request) =>
             {
-                return Results.BadRequest(new ErrorView("Missing X-Requested-With: dashboard."));
-            }
-            var resource = resources.FirstOrDefault(r => r.Name == name);
-            if (resource is null)
-            {
-                return Results.NotFound(new ErrorView($"No resource named '{name}'."));
-            }
-            await restart(resource);
-            return Results.Accepted();
-        });
+                // Cookies are SameSite=Strict; requiring this header as well keeps cross-site forms out.
+                if (request.Headers["X-Requested-With"] != "dashboard")
+                {
+                    return Results.BadRequest(new ErrorView("Missing X-Requested-With: dashboard."));
+                }
+                var resource = resources.FirstOrDefault(r => r.Name == name);
+                if (resource is null)
+                {
+                    return Results.NotFound(new ErrorView($"No resource named '{name}'."));
+                }
+                var result = commands.Execute(resource, command);
+                return result.IsAccepted ? Results.Accepted() : Results.Conflict(new ErrorView(result.Reason!));
+            });
+        }
         await app.StartAsync();
         _app = app;
         var bound = new Uri(app.Urls.First());
@@ -152,7 +158,7 @@ internal sealed class DashboardServer(IReadOnlyList<Resource> resources, Func<Re
     }
 }
 
-internal sealed record ResourceView(string Name, string Kind, string State, string Endpoint, int Restarts, int? Pid, string[] WaitsFor, string[] References);
+internal sealed record ResourceView(string Name, string Kind, string State, string Endpoint, int Restarts, int? Pid, string[] WaitsFor, string[] References, string[] Actions);
 
 internal sealed record LogView(long Last, IReadOnlyList<string> Lines);
 

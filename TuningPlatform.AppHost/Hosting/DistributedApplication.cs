@@ -107,7 +107,7 @@ internal sealed record AppHostOptions(string? DataDirectory, bool Smoke, bool An
 /// dependency order once dependencies are healthy, restart with backoff, captured console output, and a
 /// clean stop in reverse order on Ctrl+C or SIGTERM.
 /// </summary>
-internal sealed class DistributedApplication
+internal sealed class DistributedApplication : IResourceCommands
 {
     private const int Sigterm = 15;
     private const int DashboardPort = 18888;
@@ -117,9 +117,11 @@ internal sealed class DistributedApplication
     private readonly AppHostOptions _options;
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Dictionary<Resource, Process> _processes = [];
+    private readonly Dictionary<Resource, TaskCompletionSource> _startSignals = [];
     private readonly Lock _lock = new();
     private readonly Lock _consoleLock = new();
     private readonly TaskCompletionSource<bool> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _up;
 
     public DistributedApplication(IReadOnlyList<Resource> resources, AppHostOptions options)
     {
@@ -178,7 +180,7 @@ internal sealed class DistributedApplication
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
         Console.WriteLine($"TuningPlatform AppHost: data in {context.DataDirectory}, {context.Configuration} build, {_resources.Count} resources");
-        await using var dashboard = new DashboardServer(_resources, RestartAsync);
+        await using var dashboard = new DashboardServer(_resources, this);
         await dashboard.StartAsync(!_options.AnyPort && IsFree(DashboardPort) ? DashboardPort : FreePort());
         Console.WriteLine($"Dashboard: {dashboard.LoginUrl}");
 
@@ -187,6 +189,7 @@ internal sealed class DistributedApplication
         var allUp = await Task.WhenAll(runners.Values.Select(t => t.Task)).WaitAsync(_shutdown.Token).ContinueWith(t => t.IsCompletedSuccessfully && t.Result.All(ok => ok));
 
         var exitCode = 0;
+        _up = allUp;
         if (allUp)
         {
             PrintTable();
@@ -279,28 +282,58 @@ internal sealed class DistributedApplication
                 }
             }
             var backoff = TimeSpan.FromSeconds(1);
+            var unhealthyStarts = 0;
             while (!token.IsCancellationRequested)
             {
-                var process = Start(resource, context);
+                if (resource.StopRequested)
+                {
+                    await WaitForStartAsync(resource, "stopped on request", token);
+                    backoff = TimeSpan.FromSeconds(1);
+                    unhealthyStarts = 0;
+                    continue;
+                }
+                if (Start(resource, context) is not { } process)
+                {
+                    continue;
+                }
                 var healthy = await WaitHealthyAsync(resource, process, token);
                 if (!healthy && !process.HasExited)
                 {
                     Log(resource, $"did not become healthy within {StartTimeout.TotalSeconds:0} s; stopping it");
                     process.Kill(entireProcessTree: true);
-                    resource.State = ResourceState.Failed;
+                    await process.WaitForExitAsync(token);
                     ready[resource].TrySetResult(false);
-                    return;
+                    await WaitForStartAsync(resource, null, token, ResourceState.Failed);
+                    unhealthyStarts = 0;
+                    continue;
                 }
                 if (healthy)
                 {
-                    resource.State = ResourceState.Healthy;
+                    lock (_lock)
+                    {
+                        if (resource.State == ResourceState.Running)
+                        {
+                            resource.State = ResourceState.Healthy;
+                        }
+                    }
                     ready[resource].TrySetResult(true);
                     backoff = TimeSpan.FromSeconds(1);
+                    unhealthyStarts = 0;
+                }
+                else
+                {
+                    unhealthyStarts++;
                 }
                 await process.WaitForExitAsync(token);
+                resource.ProcessId = null;
                 if (token.IsCancellationRequested)
                 {
                     break;
+                }
+                if (resource.StopRequested)
+                {
+                    // A person's stop: not a crash, so no restart until a person starts it again.
+                    continue;
                 }
                 resource.State = ResourceState.Restarting;
                 resource.Restarts++;
@@ -311,14 +344,15 @@ internal sealed class DistributedApplication
                     continue;
                 }
                 Log(resource, $"exited with code {process.ExitCode}; restarting in {backoff.TotalSeconds:0} s (restart {resource.Restarts})");
-                if (!healthy && resource.Restarts >= 3)
+                if (unhealthyStarts >= 3)
                 {
-                    resource.State = ResourceState.Failed;
                     Log(resource, "failed to start three times; giving up");
                     ready[resource].TrySetResult(false);
-                    return;
+                    await WaitForStartAsync(resource, null, token, ResourceState.Failed);
+                    unhealthyStarts = 0;
+                    continue;
                 }
-                await Task.Delay(backoff, token);
+                await DelayUnlessStoppedAsync(resource, backoff, token);
                 backoff = TimeSpan.FromSeconds(Math.Min(backoff.TotalSeconds * 2, 30));
             }
         }
@@ -328,7 +362,61 @@ internal sealed class DistributedApplication
         ready[resource].TrySetResult(false);
     }
 
-    private Process Start(Resource resource, HostContext context)
+    /// <summary>
+    /// Parks a resource that is not running (Stopped, or Failed after its tries) until a person starts it, then
+    /// waits, as at boot, until everything it waits for is healthy. A stop asked for while it waits parks it again.
+    /// </summary>
+    private async Task WaitForStartAsync(Resource resource, string? reason, CancellationToken token, ResourceState parked = ResourceState.Stopped)
+    {
+        while (true)
+        {
+            var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_lock)
+            {
+                _startSignals[resource] = start;
+                resource.State = parked;
+                resource.ProcessId = null;
+                resource.RestartRequested = false;
+            }
+            if (reason is not null)
+            {
+                Log(resource, reason);
+            }
+            await start.Task.WaitAsync(token);
+            parked = ResourceState.Stopped;
+            reason = "stopped on request";
+            Log(resource, "start requested from the dashboard");
+            while (!resource.StopRequested)
+            {
+                var notHealthy = new List<string>();
+                foreach (var dependency in resource.WaitsFor)
+                {
+                    if (!await dependency.IsHealthyAsync(token))
+                    {
+                        notHealthy.Add(dependency.Name);
+                    }
+                }
+                if (notHealthy.Count == 0)
+                {
+                    return;
+                }
+                await Task.Delay(500, token);
+            }
+        }
+    }
+
+    /// <summary>The restart backoff, cut short when a person stops the resource meanwhile.</summary>
+    private static async Task DelayUnlessStoppedAsync(Resource resource, TimeSpan delay, CancellationToken token)
+    {
+        var until = DateTime.UtcNow + delay;
+        while (DateTime.UtcNow < until && !resource.StopRequested)
+        {
+            await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(100, Math.Max(1, (until - DateTime.UtcNow).TotalMilliseconds))), token);
+        }
+    }
+
+    /// <summary>Starts the resource's process, or answers null when a person stopped it meanwhile.</summary>
+    private Process? Start(Resource resource, HostContext context)
     {
         var start = resource.CreateStartInfo(context);
         start.RedirectStandardOutput = true;
@@ -345,25 +433,33 @@ internal sealed class DistributedApplication
         {
             start.Environment[key] = value;
         }
-        resource.State = ResourceState.Starting;
         var process = new Process { StartInfo = start, EnableRaisingEvents = true };
         process.OutputDataReceived += (_, e) => OnOutput(resource, e.Data);
         process.ErrorDataReceived += (_, e) => OnOutput(resource, e.Data);
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        resource.ProcessId = process.Id;
+        // Under the lock that Execute takes, so a stop either sees this process or keeps it from starting.
         lock (_lock)
         {
+            if (resource.StopRequested)
+            {
+                return null;
+            }
+            resource.State = ResourceState.Starting;
+            process.Start();
+            resource.ProcessId = process.Id;
             _processes[resource] = process;
         }
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
         return process;
     }
 
     private static async Task<bool> WaitHealthyAsync(Resource resource, Process process, CancellationToken token)
     {
         var deadline = DateTime.UtcNow + StartTimeout;
-        resource.State = ResourceState.Running;
+        if (resource.State == ResourceState.Starting)
+        {
+            resource.State = ResourceState.Running;
+        }
         while (DateTime.UtcNow < deadline && !process.HasExited)
         {
             if (await resource.IsHealthyAsync(token))
@@ -393,23 +489,85 @@ internal sealed class DistributedApplication
         }
     }
 
-    /// <summary>Restarts a resource on a person's request: a clean stop, then the supervisor starts it again at once.</summary>
-    private Task RestartAsync(Resource resource)
+    /// <summary>Commands wait until every resource has been healthy once, and stop when the AppHost does.</summary>
+    public IReadOnlyList<ResourceCommand> Allowed(Resource resource) =>
+        _up && !_shutdown.IsCancellationRequested ? ResourceActions.For(resource.State) : [];
+
+    /// <summary>
+    /// A person's action from the dashboard: accepted (the supervisor carries it out) or refused with the reason,
+    /// which the dashboard answers as 409 Conflict.
+    /// </summary>
+    public ResourceCommandResult Execute(Resource resource, ResourceCommand command)
     {
         Process? process;
         lock (_lock)
         {
+            if (_shutdown.IsCancellationRequested)
+            {
+                return ResourceCommandResult.Refused("the AppHost is stopping");
+            }
+            if (!_up)
+            {
+                return ResourceCommandResult.Refused("the platform is still starting: try again once every resource is healthy");
+            }
+            var state = resource.State;
+            if (!ResourceActions.For(state).Contains(command))
+            {
+                return ResourceCommandResult.Refused(command switch
+                {
+                    ResourceCommand.Start => $"{resource.Name} is {state}, not stopped: only a stopped or failed resource can be started",
+                    ResourceCommand.Stop when state is ResourceState.Stopped or ResourceState.Failed => $"{resource.Name} is already {state}",
+                    _ => $"{resource.Name} is {state}: {command.ToString().ToLowerInvariant()} is not possible now",
+                });
+            }
             _processes.TryGetValue(resource, out process);
+            switch (command)
+            {
+                case ResourceCommand.Start:
+                    if (!_startSignals.TryGetValue(resource, out var signal) || signal.Task.IsCompleted)
+                    {
+                        return ResourceCommandResult.Refused($"{resource.Name} is not waiting to be started");
+                    }
+                    resource.StopRequested = false;
+                    resource.State = ResourceState.Waiting;
+                    signal.TrySetResult();
+                    return ResourceCommandResult.Accepted;
+                case ResourceCommand.Stop:
+                    resource.StopRequested = true;
+                    resource.State = ResourceState.Stopping;
+                    break;
+                default:
+                    if (process is null || process.HasExited)
+                    {
+                        return ResourceCommandResult.Refused($"{resource.Name} has no running process to restart");
+                    }
+                    resource.RestartRequested = true;
+                    resource.State = ResourceState.Stopping;
+                    break;
+            }
         }
-        if (process is null || process.HasExited || _shutdown.IsCancellationRequested)
+        Log(resource, $"{command.ToString().ToLowerInvariant()} requested from the dashboard");
+        if (process is not null && !process.HasExited)
         {
-            return Task.CompletedTask;
+            _ = TerminateAsync(resource, process);
         }
-        resource.RestartRequested = true;
-        resource.State = ResourceState.Stopping;
-        Log(resource, "restart requested from the dashboard");
+        return ResourceCommandResult.Accepted;
+    }
+
+    /// <summary>SIGTERM, then a kill after the resource's stop timeout.</summary>
+    private async Task TerminateAsync(Resource resource, Process process)
+    {
         _ = kill(process.Id, Sigterm);
-        return Task.CompletedTask;
+        using var timeout = new CancellationTokenSource(resource.StopTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Log(resource, $"did not stop within {resource.StopTimeout.TotalSeconds:0} s; killing");
+            process.Kill(entireProcessTree: true);
+        }
     }
 
     private async Task StopAllAsync()

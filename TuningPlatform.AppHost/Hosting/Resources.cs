@@ -66,6 +66,9 @@ internal abstract class Resource(string name, int preferredPort)
     /// <summary>True while a restart asked for by a person (dashboard) is under way.</summary>
     public bool RestartRequested { get; set; }
 
+    /// <summary>True from a person's stop until their start: the supervisor leaves the resource stopped.</summary>
+    public bool StopRequested { get; set; }
+
     /// <summary>A short kind name, as Aspire's dashboard shows it.</summary>
     public abstract string Kind { get; }
 

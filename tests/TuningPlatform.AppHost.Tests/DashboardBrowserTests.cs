@@ -65,6 +65,34 @@ public sealed class DashboardBrowserTests(DashboardFixture fixture) : IAsyncLife
     }
 
     [Fact]
+    public async Task Resources_StopThenStartButtons_ShowOnlyTheValidActionsForEachState()
+    {
+        fixture.Require();
+        var page = await LoggedInPageAsync();
+        var row = page.Locator("#resources tr[data-resource='training-worker']");
+        await row.Locator("td.state.Healthy").WaitForAsync(new() { Timeout = 60_000 });
+        Assert.Equal(["stop", "restart"], await ActionsAsync(row));
+
+        await row.Locator("button[data-action=stop]").ClickAsync();
+        await row.Locator("td.state.Stopped").WaitForAsync(new() { Timeout = 30_000 });
+        Assert.Equal(["start"], await ActionsAsync(row));
+        // Still stopped after the crash-restart backoff (1 s, then 2 s) would have brought it back.
+        await Task.Delay(TimeSpan.FromSeconds(4), Ct);
+        Assert.Equal("Stopped", await row.Locator("td.state").InnerTextAsync());
+        Assert.Equal("", await row.Locator("td").Nth(5).InnerTextAsync());
+
+        await row.Locator("button[data-action=start]").ClickAsync();
+        await row.Locator("td.state.Healthy").WaitForAsync(new() { Timeout = 60_000 });
+        Assert.Equal(["stop", "restart"], await ActionsAsync(row));
+        Assert.Matches("^\\d+$", await row.Locator("td").Nth(5).InnerTextAsync());
+        Assert.Equal("", await page.InnerTextAsync("#resource-notice"));
+        Assert.Empty(_pageErrors);
+    }
+
+    private static async Task<string[]> ActionsAsync(ILocator row) =>
+        [.. (await row.Locator("button[data-action]").EvaluateAllAsync<string[]>("buttons => buttons.map(b => b.dataset.action)"))];
+
+    [Fact]
     public async Task Playground_StreamsTheCompletionTokenByToken()
     {
         fixture.RequireModel();
@@ -207,6 +235,128 @@ public sealed class DashboardBrowserTests(DashboardFixture fixture) : IAsyncLife
         Assert.True(await page.Locator("#loss-svg polyline[data-series='train loss']").CountAsync() == 1);
         Assert.True(await page.Locator("#lr-svg polyline").CountAsync() == 1);
         Assert.Empty(_pageErrors);
+    }
+
+    [Fact]
+    public async Task Evaluation_FormShowsTheServicesFieldErrorThenCreatesOneWhoseReportAppears()
+    {
+        fixture.RequireModel();
+        using var http = fixture.Client();
+        var (datasetName, versionId) = await UploadQuestionsAsync(http, "eval");
+        var page = await LoggedInPageAsync();
+        await page.GotoAsync($"{fixture.Origin}#/evaluation");
+        await SelectModelAndDatasetAsync(page, "#ev-model", "#ev-dataset", datasetName, versionId);
+        await page.FillAsync("#ev-max-tokens", "8");
+
+        // No metric ticked: the evaluation service refuses it and the page says which field.
+        foreach (var box in await page.Locator("#ev-metrics input").AllAsync())
+        {
+            await box.UncheckAsync();
+        }
+        await page.ClickAsync("#ev-create");
+        var error = page.Locator("#ev-result .error[data-status=INVALID_ARGUMENT]");
+        await error.WaitForAsync();
+        var text = await error.InnerTextAsync();
+        Assert.StartsWith("INVALID_ARGUMENT (HTTP 400)", text, StringComparison.Ordinal);
+        Assert.Contains("give at least one metric", text);
+        Assert.Contains("field: metrics", text);
+        Assert.Equal(1, await page.Locator("#ev-metrics.invalid").CountAsync());
+
+        var name = "browser-eval-" + Guid.NewGuid().ToString("N")[..6];
+        await page.FillAsync("#ev-name", name);
+        await page.CheckAsync("#ev-metrics input[value=METRIC_KIND_EXACT_MATCH]");
+        await page.CheckAsync("#ev-metrics input[value=METRIC_KIND_TOKEN_F1]");
+        await page.ClickAsync("#ev-create");
+        var created = page.Locator("#ev-result [data-created]");
+        await created.WaitForAsync();
+        var evaluationId = await created.GetAttributeAsync("data-created");
+        Assert.StartsWith("eval-", evaluationId, StringComparison.Ordinal);
+        Assert.Equal(0, await page.Locator("#ev-form .invalid").CountAsync());
+        // The new evaluation appears in the list, then its page shows the report once it is done.
+        await page.Locator($"#evals tr[data-key='{evaluationId}']", new() { HasText = name }).WaitForAsync(new() { Timeout = 15_000 });
+        await page.ClickAsync($"#evals tr[data-key='{evaluationId}'] a");
+        await page.Locator("#eval-status.JOB_STATUS_SUCCEEDED").WaitForAsync(new() { Timeout = 120_000 });
+        await page.Locator("#eval-report tr[data-key=token_f1]").WaitForAsync(new() { Timeout = 30_000 });
+
+        // The aggregates on the page are the means of the per-example scores the service reports.
+        using var report = await DashboardFixture.CallAsync(http, "evaluation/GetReport", $$$"""{"evaluationId":"{{{evaluationId}}}","page":{"pageSize":100}}""", Ct);
+        var examples = JsonDocument.Parse(await report.Content.ReadAsStringAsync(Ct)).RootElement.GetProperty("examples").EnumerateArray().ToList();
+        Assert.Equal(4, examples.Count);
+        foreach (var metric in new[] { "exact_match", "token_f1" })
+        {
+            var mean = examples.Average(e => e.GetProperty("scores").GetProperty(metric).GetDouble());
+            var shown = double.Parse(await page.InnerTextAsync($"#eval-report tr[data-key={metric}] td:nth-child(2)"), System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(Math.Abs(mean - shown) <= 5e-4 * Math.Max(1, Math.Abs(mean)), $"{metric}: page {shown}, mean of the examples {mean}");
+        }
+        Assert.Empty(_pageErrors);
+    }
+
+    [Fact]
+    public async Task Compare_FormMarksTheArmTheServiceRefusesThenStartsAComparisonThatIsListed()
+    {
+        fixture.RequireModel();
+        using var http = fixture.Client();
+        var (datasetName, versionId) = await UploadQuestionsAsync(http, "cmp");
+        var page = await LoggedInPageAsync();
+        await page.GotoAsync($"{fixture.Origin}#/compare");
+        await SelectModelAndDatasetAsync(page, "#cmp-arms tr[data-arm='0'] .arm-model", "#cmp-questions", datasetName, versionId);
+        await page.SelectOptionAsync("#cmp-arms tr[data-arm='1'] .arm-model", new SelectOptionValue { Label = $"{DashboardFixture.Model} (base)" });
+        await page.FillAsync("#cmp-max-tokens", "6");
+
+        // The second arm is "base + RAG" with no collection chosen: the retrieval service names arms[1].rag.
+        Assert.Equal("ARM_KIND_BASE_RAG", await page.InputValueAsync("#cmp-arms tr[data-arm='1'] .arm-kind"));
+        await page.ClickAsync("#cmp-create");
+        var error = page.Locator("#cmp-result .error[data-status=INVALID_ARGUMENT]");
+        await error.WaitForAsync();
+        Assert.Contains("field: arms[1].rag", await error.InnerTextAsync());
+        Assert.Equal(1, await page.Locator("#cmp-arms tr[data-arm='1'].invalid").CountAsync());
+        Assert.Equal(0, await page.Locator("#cmp-arms tr[data-arm='0'].invalid").CountAsync());
+
+        // With the second arm unused, one base arm over the four questions starts and is listed.
+        await page.SelectOptionAsync("#cmp-arms tr[data-arm='1'] .arm-kind", "");
+        var name = "browser-cmp-" + Guid.NewGuid().ToString("N")[..6];
+        await page.FillAsync("#cmp-name", name);
+        await page.ClickAsync("#cmp-create");
+        var created = page.Locator("#cmp-result [data-created]");
+        await created.WaitForAsync();
+        var comparisonId = await created.GetAttributeAsync("data-created");
+        Assert.StartsWith("cmp-", comparisonId, StringComparison.Ordinal);
+        var row = page.Locator($"#comparisons tr[data-key='{comparisonId}']");
+        await row.WaitForAsync(new() { Timeout = 15_000 });
+        Assert.Contains(name, await row.InnerTextAsync());
+        await row.Locator(".JOB_STATUS_SUCCEEDED").WaitForAsync(new() { Timeout = 120_000 });
+        await row.ClickAsync();
+        await page.WaitForSelectorAsync("#cmp-summary table");
+        Assert.Contains("base", await page.InnerTextAsync("#cmp-summary"));
+        await page.WaitForFunctionAsync("() => document.querySelectorAll('#cmp-rows .cmp-row').length === 4", null, new() { Timeout = 30_000 });
+        Assert.Empty(_pageErrors);
+    }
+
+    /// <summary>Four question/answer pairs uploaded through the gateway: the dataset's name and its version.</summary>
+    private async Task<(string Name, string VersionId)> UploadQuestionsAsync(HttpClient http, string prefix)
+    {
+        string[] lines =
+        [
+            """{"instruction": "What did Lily see?", "output": "a red ball"}""",
+            """{"instruction": "Where did Tom go?", "output": "to the park"}""",
+            """{"instruction": "Who had a cat?", "output": "Sue"}""",
+            """{"instruction": "What was big?", "output": "the dog"}""",
+        ];
+        var chunk = Convert.ToBase64String(System.Text.Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n"));
+        var name = $"{prefix}-questions-" + Guid.NewGuid().ToString("N")[..8];
+        using var upload = await DashboardFixture.CallAsync(http, "curation/UploadDataset", $$$"""[{"metadata":{"target":{"newDatasetName":"{{{name}}}"},"fileName":"q.jsonl"}},{"chunk":"{{{chunk}}}"}]""", Ct);
+        var body = await upload.Content.ReadAsStringAsync(Ct);
+        Assert.True(upload.StatusCode == HttpStatusCode.OK, body);
+        return (name, JsonDocument.Parse(body).RootElement.GetProperty("version").GetProperty("id").GetString()!);
+    }
+
+    private static async Task SelectModelAndDatasetAsync(IPage page, string model, string dataset, string datasetName, string versionId)
+    {
+        await page.WaitForFunctionAsync($"() => [...document.querySelectorAll('{dataset} option')].some(o => o.value === '{versionId}')", null, new() { Timeout = 30_000 });
+        await page.WaitForFunctionAsync($"() => [...document.querySelectorAll(\"{model} option\")].some(o => o.textContent === '{DashboardFixture.Model} (base)')", null, new() { Timeout = 30_000 });
+        await page.SelectOptionAsync(model, new SelectOptionValue { Label = $"{DashboardFixture.Model} (base)" });
+        await page.SelectOptionAsync(dataset, versionId);
+        Assert.Contains(datasetName, await page.Locator($"{dataset} option:checked").InnerTextAsync());
     }
 
     private async Task<IPage> LoggedInPageAsync()

@@ -64,6 +64,99 @@ public sealed class DashboardTests(DashboardFixture fixture)
         Assert.NotEqual(before.GetProperty("pid").GetInt32(), after.GetProperty("pid").GetInt32());
     }
 
+    [Fact]
+    public async Task StopThenStart_Inference_StaysStoppedPastTheBackoffThenComesBackWithANewProcess()
+    {
+        Require();
+        using var http = new HttpClient();
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", fixture.Token);
+        Assert.Equal(HttpStatusCode.BadRequest, (await http.PostAsync(new Uri(Login, "/api/resources/inference/stop"), null, Ct)).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await SendRestartAsync(http, new Uri(Login, "/api/resources/nope/stop"))).StatusCode);
+        Assert.Equal(HttpStatusCode.NotFound, (await SendRestartAsync(http, new Uri(Login, "/api/resources/nope/start"))).StatusCode);
+        var before = await WaitForStateAsync(http, "inference", "Healthy", TimeSpan.FromSeconds(60));
+        Assert.Equal(["stop", "restart"], Actions(before));
+        using (var conflict = await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/start")))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, conflict.StatusCode);
+            Assert.Contains("inference is Healthy, not stopped", await conflict.Content.ReadAsStringAsync(Ct));
+        }
+        // Retrieval and evaluation wait for inference: stopping it must leave them running, same processes.
+        var dependents = new Dictionary<string, int>();
+        foreach (var name in new[] { "retrieval", "evaluation" })
+        {
+            dependents[name] = (await ResourceAsync(http, name)).GetProperty("pid").GetInt32();
+        }
+        var pid = before.GetProperty("pid").GetInt32();
+        var restarts = before.GetProperty("restarts").GetInt32();
+
+        Assert.Equal(HttpStatusCode.Accepted, (await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/stop"))).StatusCode);
+        var stopped = await WaitForStateAsync(http, "inference", "Stopped", TimeSpan.FromSeconds(30));
+        Assert.Equal(JsonValueKind.Null, stopped.GetProperty("pid").ValueKind);
+        Assert.Equal(["start"], Actions(stopped));
+        Assert.False(IsAlive(pid), $"process {pid} is still alive after the stop");
+        // The crash-restart supervisor restarts after 1 s, then 2 s: a stopped resource must still be stopped after both.
+        await Task.Delay(TimeSpan.FromSeconds(4), Ct);
+        var later = await ResourceAsync(http, "inference");
+        Assert.Equal("Stopped", later.GetProperty("state").GetString());
+        Assert.Equal(restarts, later.GetProperty("restarts").GetInt32());
+        Assert.False(IsAlive(pid));
+        foreach (var (name, dependentPid) in dependents)
+        {
+            var dependent = await ResourceAsync(http, name);
+            Assert.Equal(dependentPid, dependent.GetProperty("pid").GetInt32());
+            Assert.Equal("Healthy", dependent.GetProperty("state").GetString());
+            Assert.True(IsAlive(dependentPid), $"{name} ({dependentPid}) was killed with inference");
+        }
+        using (var conflict = await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/stop")))
+        {
+            Assert.Equal(HttpStatusCode.Conflict, conflict.StatusCode);
+            Assert.Contains("inference is already Stopped", await conflict.Content.ReadAsStringAsync(Ct));
+        }
+        Assert.Equal(HttpStatusCode.Conflict, (await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/restart"))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.Accepted, (await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/start"))).StatusCode);
+        var started = await WaitForStateAsync(http, "inference", "Healthy", TimeSpan.FromSeconds(60));
+        var newPid = started.GetProperty("pid").GetInt32();
+        Assert.NotEqual(pid, newPid);
+        Assert.True(IsAlive(newPid));
+        Assert.Equal(restarts, started.GetProperty("restarts").GetInt32());
+        Assert.Equal(HttpStatusCode.Conflict, (await SendRestartAsync(http, new Uri(Login, "/api/resources/inference/start"))).StatusCode);
+        // It serves again at its endpoint, through the dashboard's gateway.
+        var request = new HttpRequestMessage(HttpMethod.Post, new Uri(Login, "/api/call/inference/ListModels")) { Content = new StringContent("{}") };
+        request.Headers.Add("X-Requested-With", "dashboard");
+        using var models = await http.SendAsync(request, Ct);
+        Assert.Equal(HttpStatusCode.OK, models.StatusCode);
+    }
+
+    private static string[] Actions(JsonElement resource) => [.. resource.GetProperty("actions").EnumerateArray().Select(a => a.GetString()!)];
+
+    /// <summary>True while the process exists and is not a zombie (the state after the command name in /proc/PID/stat).</summary>
+    private static bool IsAlive(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..][0] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private async Task<JsonElement> WaitForStateAsync(HttpClient http, string name, string state, TimeSpan timeout)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var resource = await ResourceAsync(http, name);
+        while (resource.GetProperty("state").GetString() != state && stopwatch.Elapsed < timeout)
+        {
+            await Task.Delay(200, Ct);
+            resource = await ResourceAsync(http, name);
+        }
+        Assert.True(resource.GetProperty("state").GetString() == state, $"{name} is {resource.GetProperty("state").GetString()} after {timeout.TotalSeconds:0} s, expected {state}");
+        return resource;
+    }
+
     private static Task<HttpResponseMessage> SendRestartAsync(HttpClient http, Uri uri)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, uri);

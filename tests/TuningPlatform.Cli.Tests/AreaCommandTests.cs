@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using TuningPlatform.Cli.Tests.Infrastructure;
 
 namespace TuningPlatform.Cli.Tests;
@@ -11,7 +12,7 @@ namespace TuningPlatform.Cli.Tests;
 /// The per-area commands against the real platform (redis-server and the five services on loopback sockets):
 /// the user's journey through <c>--json</c>, tables for people, and each exit-code class.
 /// </summary>
-public sealed class AreaCommandTests(CliPlatform platform) : IClassFixture<CliPlatform>
+public sealed partial class AreaCommandTests(CliPlatform platform) : IClassFixture<CliPlatform>
 {
     private const string Model = CliPlatform.Model;
 
@@ -239,6 +240,94 @@ public sealed class AreaCommandTests(CliPlatform platform) : IClassFixture<CliPl
     }
 
     [Fact]
+    public async Task JobsWatch_TrainingServiceRestartedMidWatch_ReconnectsAndPrintsEveryEventExactlyOnce()
+    {
+        var file = platform.WriteFile("restart.jsonl", Conversations());
+        var versionId = platform.Json("datasets", "upload", file, "--name", "watch-restart").GetProperty("version").GetProperty("id").GetString()!;
+        // Long enough (50 epochs of single-sequence steps, about 20 s here) to be mid-run when the service goes down.
+        var jobId = platform.Json("jobs", "create", "--model", Model, "--dataset", versionId, "--method", "lora", "--epochs", "50",
+            "--batch-size", "1", "--grad-accum", "1", "--lr", "1e-3", "--seed", "4", "--suffix", "restart").GetProperty("job").GetProperty("id").GetString()!;
+        const string WatchJob = "/tuning.training.v1.TrainingService/WatchJob";
+        var watches = platform.Requests(WatchJob);
+        var watching = Task.Run(() => platform.Run(["jobs", "watch", jobId, "--json"]), TestContext.Current.CancellationToken);
+
+        // Once the watch is streaming (its call arrived, then the job made two more steps), the training service goes
+        // down and comes back on its port.
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (platform.Requests(WatchJob) == watches && !watching.IsCompleted)
+        {
+            Assert.True(DateTime.UtcNow < until, "the watch never called WatchJob");
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+        var stepBefore = await WaitForStepAsync(jobId, await WaitForStepAsync(jobId, 1, TimeSpan.FromSeconds(90)) + 2, TimeSpan.FromSeconds(90));
+        if (watching.IsCompleted)
+        {
+            Assert.Fail("the watch ended before the restart: " + (await watching).Error);
+        }
+        await platform.RestartServiceAsync("training", grace: TimeSpan.FromSeconds(1), downtime: TimeSpan.FromSeconds(1));
+
+        var watch = await watching.WaitAsync(TimeSpan.FromMinutes(3), TestContext.Current.CancellationToken);
+        Assert.True(watch.Exit == 0, $"exit {watch.Exit}: {watch.Error}");
+        var lost = LostRegex().Match(watch.Error);
+        Assert.True(lost.Success, "the watch never lost its stream: " + watch.Error);
+        Assert.True(int.Parse(lost.Groups[1].Value, CultureInfo.InvariantCulture) > 0, "the stream broke before any event arrived: " + watch.Error);
+        Assert.Equal("JOB_STATUS_SUCCEEDED", watch.Document.GetProperty("job").GetProperty("state").GetProperty("status").GetString());
+
+        // What the watch printed is the job's event stream as the service keeps it: every event once, in order, none missing.
+        var printed = watch.Document.GetProperty("events").EnumerateArray().Select(e => e.GetProperty("eventId").GetString()!).ToList();
+        Assert.Equal(printed.Count, printed.Distinct().Count());
+        var stored = await StoredEventIdsAsync(jobId);
+        Assert.Equal(stored, printed);
+        var statuses = watch.Document.GetProperty("events").EnumerateArray().Where(e => e.TryGetProperty("statusChange", out _))
+            .Select(e => e.GetProperty("statusChange").GetProperty("status").GetString()).ToList();
+        // The restart stopped the job's worker, which requeued it; the new host's worker finished it, and the watch saw both.
+        Assert.True(statuses.Count(s => s == "JOB_STATUS_RUNNING") >= 2, string.Join(", ", statuses));
+        Assert.Equal("JOB_STATUS_SUCCEEDED", statuses[^1]);
+        var finished = watch.Document.GetProperty("job");
+        Assert.Equal(finished.GetProperty("estimate").GetProperty("totalSteps").GetString(), finished.GetProperty("latestStepMetrics").GetProperty("step").GetString());
+        Assert.True(stepBefore < long.Parse(finished.GetProperty("estimate").GetProperty("totalSteps").GetString()!, CultureInfo.InvariantCulture));
+    }
+
+    private async Task<long> WaitForStepAsync(string jobId, long step, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var job = platform.Json("jobs", "show", jobId).GetProperty("job");
+            var current = job.TryGetProperty("latestStepMetrics", out var metrics) ? long.Parse(metrics.GetProperty("step").GetString()!, CultureInfo.InvariantCulture) : 0;
+            if (current >= step)
+            {
+                return current;
+            }
+            Assert.True(DateTime.UtcNow < until, $"{jobId} reached step {current} of {step} in {timeout.TotalSeconds:0} s");
+            await Task.Delay(100, TestContext.Current.CancellationToken);
+        }
+    }
+
+    private async Task<List<string>> StoredEventIdsAsync(string jobId)
+    {
+        using var channel = TuningPlatform.Grpc.Client.GrpcChannel.ForAddress(platform.Url("training"));
+        var client = new TuningPlatform.Clients.TrainingClient(channel.CreateCallInvoker());
+        var ids = new List<string>();
+        var token = "";
+        do
+        {
+            var page = await client.ListJobEventsAsync(new Contracts.Training.V1.ListJobEventsRequest
+            {
+                JobId = jobId,
+                Page = new Contracts.Common.V1.PageRequest { PageSize = 1000, PageToken = token },
+            }, TuningPlatform.Grpc.Client.CallOptions.WithTimeout(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken));
+            ids.AddRange(page.Events.Select(e => e.EventId));
+            token = page.Page?.NextPageToken ?? "";
+        }
+        while (token.Length > 0);
+        return ids;
+    }
+
+    [GeneratedRegex(@"stream lost after (\d+) events")]
+    private static partial Regex LostRegex();
+
+    [Fact]
     public void ServiceDown_Exit4AndSaysHowToStartIt()
     {
         var down = platform.Run(["models", "--endpoint", $"http://127.0.0.1:{ClosedPort()}"]);
@@ -246,6 +335,13 @@ public sealed class AreaCommandTests(CliPlatform platform) : IClassFixture<CliPl
         Assert.Contains("Unavailable", down.Error);
         Assert.Contains("scripts/up.sh", down.Error);
         Assert.Equal("", down.Output);
+
+        // A watch reconnects only to a stream that worked: a service that never answered fails at once.
+        var stopwatch = System.Diagnostics.Stopwatch.StartNew();
+        var watch = platform.Run(["jobs", "watch", "ftjob-any", "--endpoint", $"http://127.0.0.1:{ClosedPort()}", "--json"]);
+        Assert.Equal(4, watch.Exit);
+        Assert.DoesNotContain("reconnect", watch.Error);
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(20), $"{stopwatch.Elapsed.TotalSeconds:0.0} s");
     }
 
     [Fact]
@@ -311,6 +407,76 @@ public sealed class AreaCommandTests(CliPlatform platform) : IClassFixture<CliPl
         Assert.Contains("Lily saw a red ball in the park.", show.Output);
         Assert.Contains("TOKENS PROMPT / COMPLETION", show.Output);
         Assert.Contains("│ token_f1 │ rag ", show.Output);
+    }
+
+    [Fact]
+    public void RagRaftThenCompareRun_RaftArm_IsARaftRagArmAnsweringWithTheBuildsPrompt()
+    {
+        Directory.CreateDirectory(Path.Combine(platform.DataDirectory, "raft-docs"));
+        platform.WriteFile("raft-docs/cat.txt", ["Lily had a little cat. The cat was called Tom and he liked warm milk."]);
+        platform.WriteFile("raft-docs/dog.txt", ["A big brown dog ran to the park every morning to chase the red ball."]);
+        platform.WriteFile("raft-docs/tree.txt", ["Ben climbed the tall green tree behind the house to see the birds."]);
+        var ingest = platform.Json("rag", "ingest", "raft-docs", Path.Combine(platform.DataDirectory, "raft-docs"), "--create").GetProperty("job");
+        Assert.Equal("3", ingest.GetProperty("ingestion").GetProperty("documentsIngested").GetString());
+        var questions = platform.WriteFile("raft-questions.jsonl", new[]
+        {
+            ("What was the cat called?", "Tom", "cat.txt"), ("Where did the dog run?", "to the park", "dog.txt"),
+            ("What did Ben climb?", "the tall green tree", "tree.txt"), ("What did the cat like?", "warm milk", "cat.txt"),
+        }.Select(q => JsonSerializer.Serialize(new
+        {
+            messages = new object[] { new { role = "user", content = q.Item1 }, new { role = "assistant", content = q.Item2 } },
+            document_id = q.Item3,
+        })));
+        var questionVersion = platform.Json("datasets", "upload", questions, "--name", "raft-questions", "--metadata-field", "document_id")
+            .GetProperty("version").GetProperty("id").GetString()!;
+
+        // The RAFT set: every question with its oracle document and one distractor.
+        var build = platform.Json("rag", "raft", "raft-docs", "--questions", questionVersion, "--distractors", "1", "--oracle-fraction", "1", "--seed", "3").GetProperty("job");
+        Assert.Equal("JOB_STATUS_SUCCEEDED", build.GetProperty("state").GetProperty("status").GetString());
+        var result = build.GetProperty("raftBuild");
+        Assert.Equal("4", result.GetProperty("examples").GetString());
+        Assert.Equal("4", result.GetProperty("examplesWithOracle").GetString());
+        var prompt = result.GetProperty("prompt");
+        Assert.Equal("<DOCUMENT>{text}</DOCUMENT>", prompt.GetProperty("chunkTemplate").GetString());
+
+        // A model trained on it (a few LoRA steps), then compared with the base model: the RAFT arm retrieves and
+        // answers with the build's prompt.
+        var trained = platform.Json("jobs", "create", "--model", Model, "--dataset", result.GetProperty("versionId").GetString()!, "--max-steps", "4",
+            "--seed", "1", "--suffix", "raft", "--watch").GetProperty("job");
+        var raftModel = trained.GetProperty("result").GetProperty("fineTunedModelId").GetString()!;
+        var comparison = platform.Json("compare", "run", "--questions", questionVersion, "--arm", $"base={Model}",
+            "--raft-arm", $"raft={raftModel}@raft-docs", "--raft-build", build.GetProperty("id").GetString()!,
+            "--top-k", "2", "--metric", "token-f1", "--max-tokens", "8", "--stop", "\\n").GetProperty("comparison");
+        Assert.Equal("JOB_STATUS_SUCCEEDED", comparison.GetProperty("state").GetProperty("status").GetString());
+        var arms = comparison.GetProperty("arms").EnumerateArray().ToList();
+        Assert.Equal(["base", "raft"], arms.Select(a => a.GetProperty("name").GetString()));
+        Assert.Equal("ARM_KIND_RAFT_RAG", arms[1].GetProperty("kind").GetString());
+        Assert.Equal(raftModel, arms[1].GetProperty("model").GetProperty("fineTunedModelId").GetString());
+        var armPrompt = arms[1].GetProperty("rag").GetProperty("prompt");
+        Assert.Equal(prompt.GetProperty("chunkTemplate").GetString(), armPrompt.GetProperty("chunkTemplate").GetString());
+        Assert.Equal(prompt.GetProperty("promptTemplate").GetString(), armPrompt.GetProperty("promptTemplate").GetString());
+        Assert.Equal("ARM_KIND_RAFT_RAG", comparison.GetProperty("armSummaries")[1].GetProperty("kind").GetString());
+        var shown = platform.Json("compare", "show", comparison.GetProperty("id").GetString()!);
+        var raftAnswers = shown.GetProperty("results").GetProperty("rows").EnumerateArray()
+            .Select(r => r.GetProperty("answers").EnumerateArray().Single(a => a.GetProperty("armName").GetString() == "raft")).ToList();
+        Assert.Equal(4, raftAnswers.Count);
+        Assert.All(raftAnswers, a => Assert.InRange(a.GetProperty("retrieved").GetArrayLength(), 1, 2));
+
+        // Without --raft-build the arm uses the builder's default RAFT prompt; a RAFT arm must name a collection; the
+        // build must be a RAFT build.
+        var defaults = platform.Json("compare", "run", "--questions", questionVersion, "--raft-arm", $"{raftModel}@raft-docs", "--no-wait",
+            "--metric", "token-f1", "--max-tokens", "4").GetProperty("comparison").GetProperty("arms")[0];
+        Assert.Equal("raft+rag", defaults.GetProperty("name").GetString());
+        Assert.Equal("{context}\n{question}", defaults.GetProperty("rag").GetProperty("prompt").GetProperty("promptTemplate").GetString());
+        var noCollection = platform.Run(["compare", "run", "--questions", questionVersion, "--raft-arm", raftModel]);
+        Assert.Equal(2, noCollection.Exit);
+        Assert.Contains("a RAFT arm retrieves", noCollection.Error);
+        var notRaft = platform.Run(["compare", "run", "--questions", questionVersion, "--raft-arm", $"{raftModel}@raft-docs", "--raft-build", ingest.GetProperty("id").GetString()!]);
+        Assert.Equal(2, notRaft.Exit);
+        Assert.Contains("not a RAFT build", notRaft.Error);
+        var noArm = platform.Run(["compare", "run", "--questions", questionVersion]);
+        Assert.Equal(2, noArm.Exit);
+        Assert.Contains("at least one --arm or --raft-arm", noArm.Error);
     }
 
     private static int ClosedPort()

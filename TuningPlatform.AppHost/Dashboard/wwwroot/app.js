@@ -228,7 +228,8 @@ function resourcesPage() {
   const title = el("strong", { id: "log-title" }, "Console logs");
   const search = el("input", { id: "search", placeholder: "Filter lines…", autocomplete: "off" });
   const pre = el("pre", { id: "log-lines" });
-  view.append(
+  const notice = el("div", { id: "resource-notice" });
+  view.append(notice,
     el("table", { id: "resources" },
       el("thead", {}, el("tr", {}, ["Resource", "Type", "State", "Endpoint", "Restarts", "PID", "Waits for", "Actions"].map(h => el("th", {}, h)))),
       body),
@@ -245,8 +246,11 @@ function resourcesPage() {
       cell(row, r.name); cell(row, r.kind); cell(row, r.state, "state " + r.state); cell(row, r.endpoint);
       cell(row, String(r.restarts)); cell(row, r.pid == null ? "" : String(r.pid)); cell(row, r.waitsFor.join(", "));
       const actions = row.insertCell();
-      actions.append(el("button", { onclick: () => select(r.name) }, "Logs"), " ",
-        el("button", { onclick: () => restart(r.name) }, "Restart"));
+      actions.append(el("button", { onclick: () => select(r.name) }, "Logs"));
+      // Only the actions the resource's state allows (the AppHost lists them): start when stopped, stop and restart when running.
+      for (const action of r.actions || []) {
+        actions.append(" ", el("button", { class: "action", dataset: { action }, onclick: () => command(r.name, action) }, action[0].toUpperCase() + action.slice(1)));
+      }
     }
     if (!selected && resources.length) {
       const fromHash = decodeURIComponent(location.hash.replace(/^#logs=/, ""));
@@ -254,8 +258,14 @@ function resourcesPage() {
     }
   }
 
-  async function restart(name) {
-    await fetch(`/api/resources/${encodeURIComponent(name)}/restart`, { method: "POST", headers: { "X-Requested-With": "dashboard" } });
+  async function command(name, action) {
+    const response = await fetch(`/api/resources/${encodeURIComponent(name)}/${action}`, { method: "POST", headers: { "X-Requested-With": "dashboard" } });
+    if (response.ok) notice.replaceChildren();
+    else {
+      let message = `HTTP ${response.status}`;
+      try { message = (await response.json()).error || message; } catch { /* not JSON */ }
+      notice.replaceChildren(el("div", { class: "error", role: "alert", dataset: { status: String(response.status) } }, el("b", {}, `${action} ${name}: `), message));
+    }
     refresh();
   }
 
@@ -292,6 +302,56 @@ function resourcesPage() {
 
 // ---------------------------------------------------------------------------------------------- playground
 
+/** Options for a model picker: base models, inference adapters and fine-tuned models; each value is a ModelRef as JSON. */
+async function modelOptions(status) {
+  const options = [];
+  const models = await rpc("inference", "ListModels", {});
+  for (const m of models.models || []) options.push(el("option", { value: JSON.stringify({ baseModelId: m.id }) }, `${m.id} (base)`));
+  try {
+    const adapters = await rpc("inference", "ListAdapters", {});
+    for (const a of adapters.adapters || []) options.push(el("option", { value: JSON.stringify({ baseModelId: a.baseModelId, adapterId: a.id }) }, `${a.id} (adapter on ${a.baseModelId})`));
+  } catch (error) { status?.append(errorBox(error, "adapters")); }
+  try {
+    const tuned = await rpc("training", "ListFineTunedModels", {});
+    for (const f of tuned.models || tuned.fineTunedModels || []) options.push(el("option", { value: JSON.stringify({ fineTunedModelId: f.id }) }, `${f.id} (fine-tuned)`));
+  } catch { /* the training service may not list fine-tuned models yet; adapters above cover them */ }
+  if (!options.length) options.push(el("option", { value: "" }, "no model: put a Hugging Face model directory in <data dir>/models"));
+  return options;
+}
+
+/** Options for a dataset-version picker (each dataset's latest version), after an empty "choose" option. */
+async function datasetOptions() {
+  const datasets = (await rpc("curation", "ListDatasets", { page: { pageSize: 200 } })).datasets || [];
+  return [el("option", { value: "" }, "— choose a dataset —"), ...datasets.map(d => el("option", { value: d.latestVersionId }, `${d.name} (${d.latestVersionId})`))];
+}
+
+/** The metrics a form offers, as MetricKind names; the first two are checked by default. */
+const FORM_METRICS = ["EXACT_MATCH", "TOKEN_F1", "LOSS", "ROUGE", "BLEU", "CHRF", "MEAN_TOKEN_ACCURACY"];
+
+function metricBoxes(prefix) {
+  return el("div", { class: "row checks", id: `${prefix}-metrics`, dataset: { field: "metrics" } },
+    FORM_METRICS.map((m, i) => el("label", { class: "check" }, el("input", { type: "checkbox", value: `METRIC_KIND_${m}`, checked: i < 2 }), enumName(m, ""))));
+}
+
+const checkedMetrics = box => [...box.querySelectorAll("input:checked")].map(c => ({ kind: c.value }));
+
+/**
+ * Runs a form's request: on a service error, shows it (status, message, field) and marks the inputs whose
+ * data-field the error's field starts with, so the person sees which one to fix.
+ */
+async function submitForm(form, result, what, fn) {
+  form.querySelectorAll(".invalid").forEach(n => n.classList.remove("invalid"));
+  try {
+    const content = await fn();
+    result.replaceChildren(...[content].flat().filter(Boolean));
+  } catch (error) {
+    result.replaceChildren(errorBox(error, what));
+    if (error.param) {
+      form.querySelectorAll("[data-field]").forEach(n => { if (error.param === n.dataset.field || error.param.startsWith(n.dataset.field + ".") || error.param.startsWith(n.dataset.field + "[")) n.classList.add("invalid"); });
+    }
+  }
+}
+
 function playgroundPage() {
   const modelSelect = el("select", { id: "pg-model" });
   const mode = el("select", { id: "pg-mode" }, el("option", { value: "completion" }, "completion"), el("option", { value: "chat" }, "chat"));
@@ -315,21 +375,7 @@ function playgroundPage() {
     el("p", { class: "note" }, "Completion form continues the text; chat form uses the model's chat template (a model without one answers FAILED_PRECONDITION)."),
     transcript, input, el("div", { class: "row" }, send, stop, clear), status));
 
-  load(modelSelect, "models", async () => {
-    const options = [];
-    const models = await rpc("inference", "ListModels", {});
-    for (const m of models.models || []) options.push(el("option", { value: JSON.stringify({ baseModelId: m.id }) }, `${m.id} (base)`));
-    try {
-      const adapters = await rpc("inference", "ListAdapters", {});
-      for (const a of adapters.adapters || []) options.push(el("option", { value: JSON.stringify({ baseModelId: a.baseModelId, adapterId: a.id }) }, `${a.id} (adapter on ${a.baseModelId})`));
-    } catch (error) { status.append(errorBox(error, "adapters")); }
-    try {
-      const tuned = await rpc("training", "ListFineTunedModels", {});
-      for (const f of tuned.models || tuned.fineTunedModels || []) options.push(el("option", { value: JSON.stringify({ fineTunedModelId: f.id }) }, `${f.id} (fine-tuned)`));
-    } catch { /* the training service may not list fine-tuned models yet; adapters above cover them */ }
-    if (!options.length) options.push(el("option", { value: "" }, "no model: put a Hugging Face model directory in <data dir>/models"));
-    return options;
-  });
+  load(modelSelect, "models", () => modelOptions(status));
 
   send.addEventListener("click", async () => {
     const text = input.value || input.placeholder;
@@ -631,24 +677,65 @@ function evaluationPage(arg) {
   const list = el("div", { id: "evals" }, "loading…");
   const comparison = el("div", { id: "eval-comparison" });
   const compare = el("button", { id: "eval-compare" }, "Compare selected");
-  view.append(el("div", { class: "panel" }, el("h2", {}, "Evaluations"), list, el("div", { class: "row" }, compare)),
+  const form = el("div", { id: "eval-form" });
+  view.append(el("div", { class: "panel" }, el("h2", {}, "Create an evaluation"), form),
+    el("div", { class: "panel" }, el("h2", {}, "Evaluations"), list, el("div", { class: "row" }, compare)),
     el("div", { class: "panel" }, el("h2", {}, "Comparison"), comparison));
-  load(list, "ListEvaluations", async () => {
+  const picked = new Set();
+  const refresh = () => load(list, "ListEvaluations", async () => {
     const evals = (await rpc("evaluation", "ListEvaluations", { page: { pageSize: 100 } })).evaluations || [];
     if (!evals.length) return el("p", { class: "note" }, "No evaluation yet.");
     return table(["", "evaluation", "status", "model", "dataset", "examples#", "metrics", "mean latency#"],
-      evals.map(e => ({ key: e.id, cells: [el("input", { type: "checkbox", class: "eval-pick", value: e.id, onclick: ev => ev.stopPropagation() }),
+      evals.map(e => ({ key: e.id, cells: [el("input", { type: "checkbox", class: "eval-pick", value: e.id, checked: picked.has(e.id), onclick: ev => { ev.stopPropagation(); ev.target.checked ? picked.add(e.id) : picked.delete(e.id); } }),
         el("a", { href: `#/evaluation/${encodeURIComponent(e.id)}` }, e.displayName || e.id), el("span", { class: "state " + e.state?.status }, enumName(e.state?.status, "JOB_STATUS_")),
         targetName(e.target), e.dataset?.versionId, `${e.examplesScored}/${e.exampleCount}`,
         Object.entries(e.aggregates || {}).map(([k, v]) => `${k} ${fmt(v.value)}`).join(", "), ms(e.meanLatencyMs)] })));
   });
+  every(refresh, 3000);
+  evaluationForm(form, refresh);
   compare.addEventListener("click", () => load(comparison, "CompareEvaluations", async () => {
-    const ids = [...document.querySelectorAll(".eval-pick:checked")].map(c => c.value);
+    const ids = [...picked];
     const c = (await rpc("evaluation", "CompareEvaluations", { evaluationIds: ids })).comparison || {};
     return [el("p", { class: "note" }, `${c.sharedExampleCount} shared examples; significance ${c.significanceLevel}`),
       ...(c.metrics || []).map(m => el("div", {}, el("h3", {}, m.metric),
         table(["evaluation", "value#", "95% CI"], (m.values || []).map((v, i) => ({ cells: [c.evaluationIds[i], fmt(v.value), `[${fmt(v.ciLower)}, ${fmt(v.ciUpper)}]`] }))),
         table(["A", "B", "B − A#", "CI", "p#", "significant"], (m.differences || []).map(d => ({ cells: [d.evaluationIdA, d.evaluationIdB, fmt(d.difference), `[${fmt(d.ciLower)}, ${fmt(d.ciUpper)}]`, fmt(d.pValue), d.significant ? "yes" : "no"] })))))];
+  }));
+}
+
+/** CreateEvaluation from a form: target model or adapter, dataset version and split, metrics, generation, base arm. */
+function evaluationForm(container, refresh) {
+  const name = el("input", { id: "ev-name", placeholder: "display name" });
+  const model = el("select", { id: "ev-model", dataset: { field: "target" } });
+  const dataset = el("select", { id: "ev-dataset", dataset: { field: "dataset" } });
+  const split = el("select", { id: "ev-split", dataset: { field: "dataset.split" } },
+    [["", "auto (test, else validation, else all)"], ["DATASET_SPLIT_TEST", "test"], ["DATASET_SPLIT_VALIDATION", "validation"], ["DATASET_SPLIT_TRAIN", "train"]].map(([v, t]) => el("option", { value: v }, t)));
+  const metrics = metricBoxes("ev");
+  const maxTokens = el("input", { id: "ev-max-tokens", type: "number", value: "16", dataset: { field: "generation.sampling.max_new_tokens" } });
+  const temperature = el("input", { id: "ev-temperature", type: "number", step: "0.1", value: "0", dataset: { field: "generation.sampling.temperature" } });
+  const stop = el("input", { id: "ev-stop", value: "\\n", size: "6", title: "stop string (\\n is a newline)" });
+  const limit = el("input", { id: "ev-limit", type: "number", value: "0", title: "0 = every example", dataset: { field: "sample_limit" } });
+  const baseArm = el("input", { id: "ev-base-arm", type: "checkbox" });
+  const create = el("button", { class: "primary", id: "ev-create" }, "Create evaluation");
+  const result = el("div", { id: "ev-result" });
+  container.append(el("div", { class: "row" },
+    el("label", {}, "name", name), el("label", {}, "model or adapter", model), el("label", {}, "dataset version", dataset), el("label", {}, "split", split),
+    el("label", {}, "max new tokens", maxTokens), el("label", {}, "temperature", temperature), el("label", {}, "stop", stop), el("label", {}, "examples (0 = all)", limit),
+    el("label", { class: "check" }, baseArm, "also the base model (base arm)")),
+    el("div", { class: "row" }, el("span", { class: "note" }, "metrics:"), metrics), el("div", { class: "row" }, create), result);
+  load(model, "models", () => modelOptions(result));
+  load(dataset, "datasets", datasetOptions);
+  create.addEventListener("click", () => submitForm(container, result, "CreateEvaluation", async () => {
+    const sampling = { maxNewTokens: Number(maxTokens.value), temperature: Number(temperature.value) };
+    if (stop.value) sampling.stop = [stop.value.replace(/\\n/g, "\n")];
+    const request = { displayName: name.value, target: { model: model.value ? JSON.parse(model.value) : {} },
+      dataset: { versionId: dataset.value, split: split.value || undefined }, metrics: checkedMetrics(metrics),
+      generation: { sampling }, sampleLimit: String(Math.trunc(Number(limit.value))), includeBaseArm: baseArm.checked };
+    const created = await rpc("evaluation", "CreateEvaluation", request);
+    refresh();
+    const made = [created.evaluation, created.baseEvaluation].filter(Boolean);
+    return el("p", { class: "note", dataset: { created: made.map(e => e.id).join(" ") } }, "Created ",
+      made.map((e, i) => [i ? " and " : "", el("a", { href: `#/evaluation/${encodeURIComponent(e.id)}` }, e.id)]), ": it runs as a job; its report appears when it is done.");
   }));
 }
 
@@ -658,21 +745,36 @@ function targetName(t) {
   return (m.fineTunedModelId || m.baseModelId || JSON.stringify(m)) + (m.adapterId ? ` + ${m.adapterId}` : "") + (t.rag ? " + RAG" : "");
 }
 
+const TERMINAL = ["JOB_STATUS_SUCCEEDED", "JOB_STATUS_FAILED", "JOB_STATUS_CANCELLED"];
+
 function reportPage(evaluationId) {
-  const report = el("div", { id: "eval-report" }, "loading…");
-  view.append(el("p", {}, el("a", { href: "#/evaluation" }, "← evaluations")), el("div", { class: "panel" }, el("h2", {}, `Evaluation ${evaluationId}`), report));
-  load(report, "GetReport", async () => {
+  const state = el("div", { id: "eval-state" }, "loading…");
+  const report = el("div", { id: "eval-report" });
+  view.append(el("p", {}, el("a", { href: "#/evaluation" }, "← evaluations")), el("div", { class: "panel" }, el("h2", {}, `Evaluation ${evaluationId}`), state, report));
+  let shown = false;
+  // The evaluation runs as a job: its state until it ends, then the full report (once).
+  const poll = () => load(state, "GetEvaluation", async () => {
+    if (shown) return undefined;
+    const e = (await rpc("evaluation", "GetEvaluation", { evaluationId })).evaluation || {};
+    const s = e.state || {}, p = s.progress || {};
+    if (TERMINAL.includes(s.status)) { shown = true; showReport(); }
+    return el("p", { class: "note" }, el("span", { class: "state " + s.status, id: "eval-status" }, enumName(s.status, "JOB_STATUS_")),
+      ` — ${targetName(e.target)} on ${e.dataset?.versionId || ""}, ${e.examplesScored || 0}/${e.exampleCount || p.total || "?"} examples`,
+      s.error?.message ? el("span", { class: "error" }, ` ${s.error.message}`) : null);
+  });
+  const showReport = () => load(report, "GetReport", async () => {
     const r = await rpc("evaluation", "GetReport", { evaluationId, page: { pageSize: 50 } });
     const rep = r.report || {};
     const aggregates = Object.entries(rep.aggregates || {});
     return [el("p", { class: "note" }, `${rep.exampleCount} examples${rep.partial ? " (partial)" : ""}; ${Math.round(num(rep.confidenceLevel) * 100)}% bootstrap intervals over ${rep.bootstrapResamples} resamples`),
-      table(["metric", "value#", "CI low#", "CI high#", "n#"], aggregates.map(([k, v]) => ({ cells: [k, fmt(v.value, 4), fmt(v.ciLower, 4), fmt(v.ciUpper, 4), v.sampleCount] }))),
+      table(["metric", "value#", "CI low#", "CI high#", "n#"], aggregates.map(([k, v]) => ({ key: k, cells: [k, fmt(v.value, 4), fmt(v.ciLower, 4), fmt(v.ciUpper, 4), v.sampleCount] }))),
       aggregates.length ? barChart(aggregates.map(([label, v]) => ({ label, value: num(v.value) }))) : null,
       el("h3", {}, "Examples"),
       table(["#", "input", "reference", "prediction", "scores", "latency#"], (r.examples || []).map(x => ({ cells: [x.index,
         short((x.input || []).map(m => m.content).join("\n"), 300), short(x.reference, 200), x.error?.message ? el("span", { class: "error" }, x.error.message) : short(x.prediction, 300),
         Object.entries(x.scores || {}).map(([k, v]) => `${k} ${fmt(v)}`).join(", "), ms(x.latencyMs)] })))];
   });
+  every(poll, 2000);
 }
 
 // ---------------------------------------------------------------------------------------------- compare (retrieval)
@@ -680,8 +782,10 @@ function reportPage(evaluationId) {
 function comparePage(arg) {
   if (arg) return comparisonPage(arg);
   const list = el("div", { id: "comparisons" }, "loading…");
-  view.append(el("div", { class: "panel" }, el("h2", {}, "Comparisons: base, fine-tuned, RAG, RAFT side by side"), list));
-  load(list, "ListComparisons", async () => {
+  const form = el("div", { id: "cmp-form" });
+  view.append(el("div", { class: "panel" }, el("h2", {}, "Start a comparison"), form),
+    el("div", { class: "panel" }, el("h2", {}, "Comparisons: base, fine-tuned, RAG, RAFT side by side"), list));
+  const refresh = () => load(list, "ListComparisons", async () => {
     const comparisons = (await rpc("retrieval", "ListComparisons", { page: { pageSize: 100 } })).comparisons || [];
     if (!comparisons.length) return el("p", { class: "note" }, "No comparison yet.");
     return table(["comparison", "status", "questions#", "arms", "created"],
@@ -689,6 +793,55 @@ function comparePage(arg) {
         (c.arms || []).map(a => a.name).join(", "), time(c.state?.createdAt)] })),
       id => location.hash = `#/compare/${encodeURIComponent(id)}`);
   });
+  every(refresh, 3000);
+  comparisonForm(form, refresh);
+}
+
+/** The arm kinds of retrieval.proto; the *_RAG kinds retrieve from the arm's collection. */
+const ARM_KINDS = [["", "— unused —"], ["ARM_KIND_BASE", "base"], ["ARM_KIND_BASE_RAG", "base + RAG"], ["ARM_KIND_FINE_TUNED", "fine-tuned"],
+  ["ARM_KIND_FINE_TUNED_RAG", "fine-tuned + RAG"], ["ARM_KIND_RAFT_RAG", "RAFT + RAG"], ["ARM_KIND_CUSTOM", "custom"]];
+
+/** CreateComparison from a form: a question set, up to four arms (kind, model, collection), metrics and generation. */
+function comparisonForm(container, refresh) {
+  const name = el("input", { id: "cmp-name", placeholder: "display name" });
+  const questions = el("select", { id: "cmp-questions", dataset: { field: "questions" } });
+  const metrics = metricBoxes("cmp");
+  const maxTokens = el("input", { id: "cmp-max-tokens", type: "number", value: "16", dataset: { field: "sampling.max_new_tokens" } });
+  const limit = el("input", { id: "cmp-limit", type: "number", value: "0", dataset: { field: "sample_limit" } });
+  const topK = el("input", { id: "cmp-top-k", type: "number", value: "3", min: "1" });
+  const create = el("button", { class: "primary", id: "cmp-create" }, "Start comparison");
+  const result = el("div", { id: "cmp-result" });
+  const arms = [0, 1, 2, 3].map(i => ({
+    name: el("input", { class: "arm-name", placeholder: "name (default from kind)", size: "14" }),
+    kind: el("select", { class: "arm-kind" }, ARM_KINDS.map(([v, t]) => el("option", { value: v, selected: v === ["ARM_KIND_BASE", "ARM_KIND_BASE_RAG", "", ""][i] }, t))),
+    model: el("select", { class: "arm-model" }),
+    collection: el("select", { class: "arm-collection" }),
+  }));
+  container.append(el("div", { class: "row" }, el("label", {}, "name", name), el("label", {}, "questions (dataset version)", questions),
+      el("label", {}, "max new tokens", maxTokens), el("label", {}, "questions to use (0 = all)", limit), el("label", {}, "chunks per RAG arm", topK)),
+    el("div", { class: "row" }, el("span", { class: "note" }, "metrics:"), metrics),
+    el("table", { id: "cmp-arms" }, el("thead", {}, el("tr", {}, ["arm", "kind", "model or adapter", "collection (RAG kinds)"].map(h => el("th", {}, h)))),
+      el("tbody", {}, arms.map((a, i) => el("tr", { dataset: { arm: String(i), field: `arms[${i}]` } }, el("td", {}, a.name), el("td", {}, a.kind), el("td", {}, a.model), el("td", {}, a.collection))))),
+    el("div", { class: "row" }, create), result);
+  load(questions, "datasets", datasetOptions);
+  modelOptions(result).then(options => arms.forEach(a => a.model.replaceChildren(...options.map(o => o.cloneNode(true))))).catch(error => result.append(errorBox(error, "models")));
+  rpc("retrieval", "ListCollections", { page: { pageSize: 200 } }).then(r => arms.forEach(a => a.collection.replaceChildren(el("option", { value: "" }, "—"),
+    ...(r.collections || []).map(c => el("option", { value: c.id }, `${c.name} (${c.documentCount} documents)`))))).catch(error => result.append(errorBox(error, "collections")));
+  create.addEventListener("click", () => submitForm(container, result, "CreateComparison", async () => {
+    const request = { displayName: name.value, questions: { versionId: questions.value }, metrics: checkedMetrics(metrics),
+      sampling: { maxNewTokens: Number(maxTokens.value), temperature: 0, stop: ["\n"] }, sampleLimit: String(Math.trunc(Number(limit.value))), arms: [] };
+    for (const a of arms.filter(a => a.kind.value)) {
+      const arm = { name: a.name.value, kind: a.kind.value, model: a.model.value ? JSON.parse(a.model.value) : {} };
+      // The collection is sent when one is chosen, so a kind that does not retrieve is refused by the service, naming the field.
+      if (a.collection.value) arm.rag = { retrieval: { collectionId: a.collection.value, topK: Number(topK.value) } };
+      if (a.kind.value === "ARM_KIND_RAFT_RAG" && arm.rag) arm.rag.prompt = { chunkTemplate: "<DOCUMENT>{text}</DOCUMENT>", promptTemplate: "{context}\n{question}" };
+      request.arms.push(arm);
+    }
+    const c = (await rpc("retrieval", "CreateComparison", request)).comparison;
+    refresh();
+    return el("p", { class: "note", dataset: { created: c.id } }, "Started ", el("a", { href: `#/compare/${encodeURIComponent(c.id)}` }, c.id),
+      ` with ${(c.arms || []).length} arms: it runs as a job; its results appear in the list when it is done.`);
+  }));
 }
 
 function comparisonPage(comparisonId) {

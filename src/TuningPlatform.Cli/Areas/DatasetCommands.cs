@@ -48,6 +48,7 @@ internal static class DatasetCommands
         {
             Description = "Field mapping, repeatable: ROLE=FIELD, e.g. --map instruction=question --map output=answer (roles: instruction, input, output, system, history, conversations, messages, tools, role, content, weight, prompt, completion, text, label).",
         };
+        var metadataFields = new Option<string[]>("--metadata-field") { Description = "Keep this record field as example metadata, repeatable (e.g. document_id, the oracle document of `rag raft` and comparisons)." };
         var onError = new Option<string?>("--on-error") { Description = "reject (default: nothing is stored when a record is invalid) or drop-bad-rows." };
         var tokenizer = new Option<string?>("--tokenizer-model") { Description = "Count tokens with this model's tokenizer." };
         var validateOnly = new Option<bool>("--validate-only") { Description = "Check the file without storing it." };
@@ -65,6 +66,7 @@ internal static class DatasetCommands
                 TokenizerModelId = run.GetValue(tokenizer) ?? "",
                 FieldMapping = ParseMapping(run.GetValue(map) ?? []),
             };
+            options.FieldMapping.MetadataFields.Add(run.GetValue(metadataFields) ?? []);
             if (run.GetValue(format) is { } f)
             {
                 options.FileFormat = AreaCommand.ParseEnum<FileFormat>(f, "--format");
@@ -112,7 +114,7 @@ internal static class DatasetCommands
                 ShowUpload(run, response);
             }
             return response.Outcome == UploadOutcome.Rejected ? ExitCodes.UserError : ExitCodes.Ok;
-        }, file, name, dataset, description, format, recordFormat, map, onError, tokenizer, validateOnly);
+        }, file, name, dataset, description, format, recordFormat, map, metadataFields, onError, tokenizer, validateOnly);
     }
 
     private static FieldMapping ParseMapping(string[] pairs)

@@ -235,42 +235,122 @@ internal static class JobCommands
     private static Command Watch(Terminal terminal)
     {
         var id = new Argument<string>("id") { Description = "The job (ftjob-…)." };
+        var reconnect = new Option<int>("--reconnect-timeout")
+        {
+            Description = "When the stream breaks (the service restarted, the connection reset), reconnect with backoff for up to this many seconds, resuming after the last event seen (0 = do not reconnect).",
+            DefaultValueFactory = _ => 120,
+        };
         return AreaCommand.Create(terminal, "watch",
-            "Follow a job live: a progress bar with step/total, loss, validation loss, tokens/s and ETA. Exits 0 when it succeeds, 3 when it fails or is cancelled.",
-            "training", run => FollowAsync(run, new TrainingClient(run.Invoker), run.GetValue(id)), id);
+            "Follow a job live: a progress bar with step/total, loss, validation loss, tokens/s and ETA. Survives a dropped stream (reconnects and resumes). Exits 0 when it succeeds, 3 when it fails or is cancelled.",
+            "training", run => FollowAsync(run, new TrainingClient(run.Invoker), run.GetValue(id), TimeSpan.FromSeconds(Math.Max(0, run.GetValue(reconnect)))), id, reconnect);
     }
 
-    /// <summary>Follows a job to its end; prints its final state (with --json: the job and every event received).</summary>
-    private static async Task<int> FollowAsync(Invocation run, TrainingClient client, string jobId)
+    /// <summary>A line on stderr, also with --json (stdout keeps its one document), above a live bar if there is one.</summary>
+    private static void Notice(Invocation run, string text)
     {
+        if (run.Json)
+        {
+            run.Error.WriteLine(text);
+            run.Error.Flush();
+        }
+        else
+        {
+            Spectre.Console.AnsiConsoleExtensions.WriteLine(run.Err, text);
+        }
+    }
+
+    /// <summary>Statuses of a broken stream rather than a refused request: worth reconnecting for.</summary>
+    private static bool IsDropped(Grpc.StatusCode status) =>
+        status is Grpc.StatusCode.Unavailable or Grpc.StatusCode.Internal or Grpc.StatusCode.Aborted or Grpc.StatusCode.Unknown;
+
+    /// <summary>
+    /// Follows a job to its end; prints its final state (with --json: the job and every event received). When the
+    /// stream breaks before the job ends, it reconnects with backoff (0.5 s doubling to 5 s, for up to
+    /// <paramref name="reconnectFor"/> since the last message) and resumes with <c>after_event_id</c> = the last event
+    /// seen, so no event is shown twice (events are also de-duplicated by id, in case a server replays one). A service that
+    /// never answered fails at once.
+    /// </summary>
+    private static async Task<int> FollowAsync(Invocation run, TrainingClient client, string jobId, TimeSpan? reconnectFor = null)
+    {
+        var patience = reconnectFor ?? TimeSpan.FromSeconds(120);
         var events = new JsonArray();
         var view = new JobView();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        var lastEventId = "";
         await run.WithProgressAsync($"{jobId}", async bar =>
         {
-            using var call = client.WatchJob(new WatchJobRequest { JobId = jobId }, run.Streaming());
-            while (await call.ResponseStream.MoveNext(run.CancellationToken))
+            var delay = TimeSpan.FromMilliseconds(500);
+            var lastMessage = DateTime.UtcNow;
+            // A service that never answered is an error at once (exit 4); only a stream that worked is worth resuming.
+            var connected = false;
+            var attempts = 0;
+            while (true)
             {
-                var message = call.ResponseStream.Current;
-                if (message.ItemCase == WatchJobResponse.ItemOneofCase.Job)
+                string? dropped;
+                try
                 {
-                    view.Apply(message.Job);
+                    using var call = client.WatchJob(new WatchJobRequest { JobId = jobId, AfterEventId = lastEventId }, run.Streaming());
+                    while (await call.ResponseStream.MoveNext(run.CancellationToken))
+                    {
+                        connected = true;
+                        attempts = 0;
+                        lastMessage = DateTime.UtcNow;
+                        delay = TimeSpan.FromMilliseconds(500);
+                        var message = call.ResponseStream.Current;
+                        if (message.EventsDropped)
+                        {
+                            Notice(run, $"{jobId}: some events after {lastEventId} are no longer retained by the service; the watch continues from the oldest retained one");
+                        }
+                        if (message.ItemCase == WatchJobResponse.ItemOneofCase.Job)
+                        {
+                            view.Apply(message.Job);
+                        }
+                        else if (message.Event is { } e)
+                        {
+                            if (e.EventId.Length > 0 && !seen.Add(e.EventId))
+                            {
+                                continue;
+                            }
+                            lastEventId = e.EventId.Length > 0 ? e.EventId : lastEventId;
+                            view.Apply(e);
+                            if (run.Json)
+                            {
+                                events.Add(Invocation.ToNode(e));
+                            }
+                            else if (e.PayloadCase is TrainingJobEvent.PayloadOneofCase.StatusChange or TrainingJobEvent.PayloadOneofCase.Checkpoint
+                                || (e.PayloadCase == TrainingJobEvent.PayloadOneofCase.Log && e.Level >= EventLevel.Warning))
+                            {
+                                Spectre.Console.AnsiConsoleExtensions.WriteLine(run.Err, $"{Time(e.CreatedAt)} {e.Message}");
+                            }
+                        }
+                        bar.Report(view.Done ? Math.Max(1, view.Total) : view.Step, view.Done ? Math.Max(1, view.Total) : view.Total, view.Describe(jobId));
+                    }
+                    if (view.Done)
+                    {
+                        return 0;
+                    }
+                    // The service ended the stream (e.g. while shutting down) before the job did.
+                    dropped = "the stream ended before the job did";
                 }
-                else if (message.Event is { } e)
+                catch (Grpc.RpcException e) when (connected && IsDropped(e.StatusCode) && !run.CancellationToken.IsCancellationRequested)
                 {
-                    view.Apply(e);
-                    if (run.Json)
+                    dropped = $"{e.StatusCode}: {e.Status.Detail}";
+                    if (DateTime.UtcNow - lastMessage + delay > patience)
                     {
-                        events.Add(Invocation.ToNode(e));
-                    }
-                    else if (e.PayloadCase is TrainingJobEvent.PayloadOneofCase.StatusChange or TrainingJobEvent.PayloadOneofCase.Checkpoint
-                        || (e.PayloadCase == TrainingJobEvent.PayloadOneofCase.Log && e.Level >= EventLevel.Warning))
-                    {
-                        Spectre.Console.AnsiConsoleExtensions.WriteLine(run.Err, $"{Time(e.CreatedAt)} {e.Message}");
+                        Notice(run, $"{jobId}: the stream broke ({dropped}) and the service has not answered for {Duration((long)(DateTime.UtcNow - lastMessage).TotalMilliseconds)}; giving up");
+                        throw;
                     }
                 }
-                bar.Report(view.Done ? Math.Max(1, view.Total) : view.Step, view.Done ? Math.Max(1, view.Total) : view.Total, view.Describe(jobId));
+                if (DateTime.UtcNow - lastMessage + delay > patience)
+                {
+                    throw new Grpc.RpcException(new Grpc.Status(Grpc.StatusCode.Unavailable, $"the watch of {jobId} broke ({dropped}) and did not resume within {patience.TotalSeconds:0} s"));
+                }
+                Notice(run, attempts++ == 0
+                    ? F($"{jobId}: stream lost after {seen.Count} events ({dropped}); reconnecting in {delay.TotalSeconds:0.0} s from event {(lastEventId.Length > 0 ? lastEventId : "(start)")}")
+                    : F($"{jobId}: reconnect {attempts - 1} failed ({dropped}); trying again in {delay.TotalSeconds:0.0} s"));
+                await Task.Delay(delay, run.CancellationToken);
+                delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 5000));
             }
-            return 0;
         });
         var job = (await client.GetJobAsync(new GetJobRequest { JobId = jobId }, run.Unary())).Job;
         if (run.Json)

@@ -8,13 +8,19 @@ using static TuningPlatform.Cli.Areas.TableText;
 
 namespace TuningPlatform.Cli.Areas;
 
-/// <summary><c>tune rag collections|ingest|ask</c> and <c>tune compare run|show</c>: the retrieval service.</summary>
+/// <summary><c>tune rag collections|ingest|ask|raft</c> and <c>tune compare run|show</c>: the retrieval service.</summary>
 internal static class RetrievalCommands
 {
+    /// <summary>The RAFT prompt the retrieval service's builder uses when a build sets none (retrieval.proto, RaftBuildSettings.prompt).</summary>
+    public const string RaftChunkTemplate = "<DOCUMENT>{text}</DOCUMENT>";
+
+    /// <summary>See <see cref="RaftChunkTemplate"/>.</summary>
+    public const string RaftPromptTemplate = "{context}\n{question}";
+
     private static readonly string[] DocumentExtensions = [".txt", ".md", ".markdown", ".rst", ".jsonl"];
 
-    public static Command Rag(Terminal terminal) => AreaCommand.Group("rag", "Document collections, ingestion and retrieval-augmented answers (the retrieval service).",
-        Collections(terminal), Ingest(terminal), Ask(terminal));
+    public static Command Rag(Terminal terminal) => AreaCommand.Group("rag", "Document collections, ingestion, retrieval-augmented answers and RAFT training sets (the retrieval service).",
+        Collections(terminal), Ingest(terminal), Ask(terminal), Raft(terminal));
 
     public static Command Compare(Terminal terminal) => AreaCommand.Group("compare", "Run the same questions through several arms (base, RAG, fine-tuned, RAFT) and compare them (the retrieval service).",
         CompareRun(terminal), CompareShow(terminal));
@@ -178,15 +184,77 @@ internal static class RetrievalCommands
         }, collection, question, model, topK, mode, maxTokens);
     }
 
+    private static Command Raft(Terminal terminal)
+    {
+        var collection = new Argument<string>("collection") { Description = "The collection the oracle and distractor documents come from (col-… or its name)." };
+        var questions = new Option<string>("--questions", "-q") { Description = "A dataset version (dsv-…): question = final user message, answer = final assistant message, oracle = a metadata field.", Required = true };
+        var oracleField = new Option<string>("--oracle-field") { Description = "The metadata field holding each question's oracle document id.", DefaultValueFactory = _ => "document_id" };
+        var distractors = new Option<int?>("--distractors", "-k") { Description = "Distractor documents per example, [0, 16] (default 4)." };
+        var oracleFraction = new Option<double?>("--oracle-fraction", "-p") { Description = "Fraction of examples whose context holds the oracle, [0, 1] (default 0.8)." };
+        var answerOnly = new Option<bool>("--answer-only") { Description = "The answer alone, without the quoted reasoning (the paper's RAFT-without-CoT ablation)." };
+        var validation = new Option<double>("--validation-fraction") { Description = "Fraction put in the VALIDATION split of the output, [0, 0.5]." };
+        var seed = new Option<long>("--seed") { Description = "Shuffling and sampling seed (0 = 42)." };
+        var name = new Option<string?>("--name") { Description = "The curation dataset to create (default: <collection>-raft)." };
+        var noWait = new Option<bool>("--no-wait") { Description = "Print the queued build and return at once." };
+        return AreaCommand.Create(terminal, "raft", "Build a RAFT training set (question, oracle and distractor documents, quoted answer) into a curation dataset; its job id (rjob-…) gives `compare run --raft-build` the prompt to use.", "retrieval", async run =>
+        {
+            var client = new RetrievalClient(run.Invoker);
+            var settings = new RaftBuildSettings { ValidationFraction = run.GetValue(validation), Seed = run.GetValue(seed) };
+            if (run.GetValue(distractors) is { } k)
+            {
+                settings.NumDistractors = k;
+            }
+            if (run.GetValue(oracleFraction) is { } p)
+            {
+                settings.OracleFraction = p;
+            }
+            if (run.GetValue(answerOnly))
+            {
+                settings.CotMode = CotAnswerMode.AnswerOnly;
+            }
+            var request = new BuildRaftDatasetRequest
+            {
+                CollectionId = run.GetValue(collection),
+                Dataset = new RaftQuestionDataset { Dataset = new DatasetRef { VersionId = run.GetValue(questions) }, OracleDocumentIdField = run.GetValue(oracleField) },
+                Settings = settings,
+                OutputDatasetName = run.GetValue(name) ?? run.GetValue(collection) + "-raft",
+            };
+            var job = (await client.BuildRaftDatasetAsync(request, run.Unary())).Job;
+            if (!run.GetValue(noWait))
+            {
+                await Watching.FollowAsync(run, "retrieval/WatchRetrievalJob", job.Id, "building the RAFT set");
+                job = (await client.GetRetrievalJobAsync(new GetRetrievalJobRequest { JobId = job.Id }, run.Unary())).Job;
+            }
+            if (run.Json)
+            {
+                run.WriteJson(new GetRetrievalJobResponse { Job = job });
+                return ExitCodes.For(job.State.Status);
+            }
+            var r = job.RaftBuild ?? new RaftBuildResult();
+            var table = Table("JOB", "STATUS", "VERSION", "EXAMPLES", "WITH ORACLE", "WITHOUT", "QUOTED", "SKIPPED");
+            Row(table, job.Id, Kebab(job.State.Status), r.VersionId, F($"{r.Examples}"), F($"{r.ExamplesWithOracle}"), F($"{r.ExamplesWithoutOracle}"), F($"{r.AnswersQuoted}"), F($"{r.QuestionsSkipped}"));
+            run.Show(table);
+            if (job.State.Error is { Message.Length: > 0 } error)
+            {
+                run.Error.WriteLine($"error: {job.Id} failed: {error.Code}: {error.Message}");
+            }
+            return ExitCodes.For(job.State.Status);
+        }, collection, questions, oracleField, distractors, oracleFraction, answerOnly, validation, seed, name, noWait);
+    }
+
     private static Command CompareRun(Terminal terminal)
     {
         var questions = new Option<string>("--questions", "-q") { Description = "The questions: a dataset version (dsv-…) whose examples are question → reference answer.", Required = true };
         var split = new Option<string?>("--split") { Description = "train, validation or test (default: the version's test split, else every example)." };
         var arms = new Option<string[]>("--arm")
         {
-            Description = "An arm, repeatable (at most 8; the first is the baseline of the differences): [NAME=]MODEL[@COLLECTION], e.g. base=stories260K-hf, rag=stories260K-hf@docs, ft=ft:…, ft+rag=ft:…@docs.",
-            Required = true,
+            Description = "An arm, repeatable (at most 8 in all; the first is the baseline of the differences): [NAME=]MODEL[@COLLECTION], e.g. base=stories260K-hf, rag=stories260K-hf@docs, ft=ft:…, ft+rag=ft:…@docs.",
         };
+        var raftArms = new Option<string[]>("--raft-arm")
+        {
+            Description = "A RAFT+RAG arm, repeatable, after the --arm arms: [NAME=]MODEL@COLLECTION, the model trained on a RAFT set, retrieving with the RAFT prompt (<DOCUMENT>{text}</DOCUMENT> chunks, then the question).",
+        };
+        var raftBuild = new Option<string?>("--raft-build") { Description = "The RAFT build (rjob-…) whose prompt settings the --raft-arm arms use (default: the RAFT builder's defaults)." };
         var metrics = new Option<string[]>("--metric") { Description = "Metrics (as for tune eval run).", DefaultValueFactory = _ => ["exact-match", "token-f1"], AllowMultipleArgumentsPerToken = true };
         var limit = new Option<long>("--limit") { Description = "Questions to use, chosen by a seeded shuffle (0 = all)." };
         var seed = new Option<long>("--seed") { Description = "Question selection and bootstrap seed." };
@@ -221,6 +289,22 @@ internal static class RetrievalCommands
                 request.Arms.Add(ParseArm(spec, run.GetValue(topK), run.GetValue(mode)));
             }
             var client = new RetrievalClient(run.Invoker);
+            if (run.GetValue(raftArms) is { Length: > 0 } raftSpecs)
+            {
+                var prompt = await RaftPromptAsync(client, run, run.GetValue(raftBuild));
+                foreach (var spec in raftSpecs)
+                {
+                    request.Arms.Add(ParseRaftArm(spec, run.GetValue(topK), run.GetValue(mode), prompt));
+                }
+            }
+            else if (run.GetValue(raftBuild) is not null)
+            {
+                throw new CliException("--raft-build gives the prompt of --raft-arm arms: add at least one --raft-arm.");
+            }
+            if (request.Arms.Count == 0)
+            {
+                throw new CliException("give at least one --arm or --raft-arm.");
+            }
             var comparison = (await client.CreateComparisonAsync(request, run.Unary())).Comparison;
             if (!run.GetValue(noWait))
             {
@@ -236,7 +320,7 @@ internal static class RetrievalCommands
                 ShowSummaries(run, comparison, comparison.ArmSummaries);
             }
             return ExitCodes.For(comparison.State.Status);
-        }, questions, split, arms, metrics, limit, seed, topK, mode, maxTokens, stop, name, noWait);
+        }, questions, split, arms, raftArms, raftBuild, metrics, limit, seed, topK, mode, maxTokens, stop, name, noWait);
     }
 
     /// <summary>
@@ -273,6 +357,41 @@ internal static class RetrievalCommands
             arm.Rag = RagFor(collection, topK, mode);
         }
         return arm;
+    }
+
+    /// <summary>
+    /// <c>[NAME=]MODEL@COLLECTION</c> as a RAFT_RAG arm: the collection is required (RAFT arms retrieve), the prompt is
+    /// the RAFT build's; the name defaults to the service's own (<c>raft+rag</c>).
+    /// </summary>
+    public static ComparisonArm ParseRaftArm(string spec, int topK, string? mode, RagPromptSettings prompt)
+    {
+        var arm = ParseArm(spec, topK, mode);
+        if (arm.Rag is null)
+        {
+            throw new CliException($"--raft-arm '{spec}': a RAFT arm retrieves: expected [NAME=]MODEL@COLLECTION, e.g. raft=ft:…@docs.");
+        }
+        arm.Kind = ArmKind.RaftRag;
+        arm.Rag.Prompt = prompt.Clone();
+        return arm;
+    }
+
+    /// <summary>The prompt a RAFT arm answers with: the build's resolved settings, or the builder's defaults without one.</summary>
+    private static async Task<RagPromptSettings> RaftPromptAsync(RetrievalClient client, Invocation run, string? buildJobId)
+    {
+        if (buildJobId is null)
+        {
+            return new RagPromptSettings { ChunkTemplate = RaftChunkTemplate, PromptTemplate = RaftPromptTemplate };
+        }
+        var job = (await client.GetRetrievalJobAsync(new GetRetrievalJobRequest { JobId = buildJobId }, run.Unary())).Job;
+        if (job.Kind != RetrievalJobKind.RaftBuild)
+        {
+            throw new CliException($"--raft-build {buildJobId} is a {Kebab(job.Kind)} job, not a RAFT build.");
+        }
+        if (job.RaftBuild?.Prompt is not { } prompt)
+        {
+            throw new CliException($"--raft-build {buildJobId} is {Kebab(job.State.Status)}: it has no result yet (wait for it: tune watch retrieval {buildJobId}).");
+        }
+        return prompt;
     }
 
     private static Command CompareShow(Terminal terminal)

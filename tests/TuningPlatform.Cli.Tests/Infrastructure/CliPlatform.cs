@@ -36,7 +36,11 @@ public sealed class CliPlatform : IAsyncLifetime
     public const string Model = "stories260K-hf";
 
     private readonly List<WebApplication> _apps = [];
+    private readonly Dictionary<string, (Action<WebApplicationBuilder> Services, Action<WebApplication> Map, string[] Extra)> _definitions = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, WebApplication> _running = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _urls = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string?> _environment = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> _requests = new(StringComparer.Ordinal);
     private RedisServer? _redis;
 
     public string DataDirectory { get; } = Directory.CreateTempSubdirectory("tp-cli-platform-").FullName;
@@ -49,15 +53,15 @@ public sealed class CliPlatform : IAsyncLifetime
             Assert.Skip($"{Path.Combine(models, Model)} is absent; the CLI's platform tests need the shared assets (../shared/assets/models).");
         }
         _redis = await RedisServer.StartAsync();
-        var curation = await StartAsync(b => b.AddApplicationServices(), app => app.MapGrpcService<CurationGrpcService>(CurationReflection.Descriptor.Services[0]), []);
-        var inference = await StartAsync(b => b.AddInferenceServices(), app => app.MapGrpcService<InferenceGrpcService>(InferenceReflection.Descriptor.Services[0]),
+        var curation = await StartAsync("curation", b => b.AddApplicationServices(), app => app.MapGrpcService<CurationGrpcService>(CurationReflection.Descriptor.Services[0]), []);
+        var inference = await StartAsync("inference", b => b.AddInferenceServices(), app => app.MapGrpcService<InferenceGrpcService>(InferenceReflection.Descriptor.Services[0]),
             [$"--Inference:ModelRoots:0={models}"]);
-        var retrieval = await StartAsync(b => b.AddRetrievalServices(), MapRetrieval,
+        var retrieval = await StartAsync("retrieval", b => b.AddRetrievalServices(), MapRetrieval,
             [$"--services:inference:grpc:0={inference}", $"--services:curation:grpc:0={curation}"]);
-        var training = await StartAsync(b => TrainingService.TrainingServiceExtensions.AddApplicationServices(b),
+        var training = await StartAsync("training", b => TrainingService.TrainingServiceExtensions.AddApplicationServices(b),
             app => app.MapGrpcService<TrainingGrpcService>(TrainingReflection.Descriptor.Services[0]),
             [$"--services:curation:grpc:0={curation}", $"--Training:ModelRoots:0={models}"]);
-        var evaluation = await StartAsync(b => b.AddEvaluationServices(), app => app.MapGrpcService<EvaluationGrpcService>(EvaluationReflection.Descriptor.Services[0]),
+        var evaluation = await StartAsync("evaluation", b => b.AddEvaluationServices(), app => app.MapGrpcService<EvaluationGrpcService>(EvaluationReflection.Descriptor.Services[0]),
             [$"--services:curation:grpc:0={curation}", $"--services:inference:grpc:0={inference}", $"--services:retrieval:grpc:0={retrieval}"]);
         _environment["TUNE_CURATION_URL"] = curation;
         _environment["TUNE_INFERENCE_URL"] = inference;
@@ -131,11 +135,44 @@ public sealed class CliPlatform : IAsyncLifetime
             .Invoke(null, [app, RetrievalReflection.Descriptor.Services[0]]);
     }
 
-    private async Task<string> StartAsync(Action<WebApplicationBuilder> services, Action<WebApplication> map, string[] extra)
+    /// <summary>How many requests for <paramref name="path"/> (e.g. <c>/tuning.training.v1.TrainingService/WatchJob</c>) the services have received.</summary>
+    public int Requests(string path) => _requests.GetValueOrDefault(path);
+
+    /// <summary>The address a service listens on (stable across <see cref="RestartServiceAsync"/>).</summary>
+    public string Url(string service) => _urls[service];
+
+    /// <summary>
+    /// Stops a service as a restart does (its host shut down, open streams cut after <paramref name="grace"/>, its
+    /// workers stopped and their jobs requeued), then, after <paramref name="downtime"/>, starts a new host of it on the
+    /// same port with the same settings.
+    /// </summary>
+    public async Task RestartServiceAsync(string name, TimeSpan grace, TimeSpan downtime)
+    {
+        var (services, map, extra) = _definitions[name];
+        var app = _running[name];
+        var url = _urls[name];
+        using (var stop = new CancellationTokenSource(grace))
+        {
+            try
+            {
+                await app.StopAsync(stop.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                // The grace period ended: the remaining connections are cut, as a killed process's would be.
+            }
+        }
+        await app.DisposeAsync();
+        _apps.Remove(app);
+        await Task.Delay(downtime);
+        await StartAsync(name, services, map, extra, url);
+    }
+
+    private async Task<string> StartAsync(string name, Action<WebApplicationBuilder> services, Action<WebApplication> map, string[] extra, string url = "http://127.0.0.1:0")
     {
         string[] args =
         [
-            "--Grpc:Url=http://127.0.0.1:0", "--Grpc:EnableDetailedErrors=true", $"--TUNING_DATA_DIR={DataDirectory}",
+            $"--Grpc:Url={url}", "--Grpc:EnableDetailedErrors=true", $"--TUNING_DATA_DIR={DataDirectory}",
             $"--ConnectionStrings:redis={_redis!.ConnectionString}", .. extra,
         ];
         var builder = WebApplication.CreateBuilder(args);
@@ -143,11 +180,20 @@ public sealed class CliPlatform : IAsyncLifetime
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         services(builder);
         var app = builder.Build();
+        app.Use((context, next) =>
+        {
+            _requests.AddOrUpdate(context.Request.Path.Value ?? "", 1, (_, n) => n + 1);
+            return next(context);
+        });
         map(app);
         app.MapDefaultEndpoints();
         await app.StartAsync();
         _apps.Add(app);
-        return app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+        _definitions[name] = (services, map, extra);
+        _running[name] = app;
+        _urls[name] = address;
+        return address;
     }
 }
 
