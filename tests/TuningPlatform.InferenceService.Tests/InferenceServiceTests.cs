@@ -70,6 +70,29 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task GenerateStream_LongStreamInterval_MessagesJoinFourDeltasUntilTheEnd()
+    {
+        // With a 10 s interval every message after the first waits for four deltas (stories260K makes 40 in well
+        // under that) or for the end of the stream: ⌈39 / 4⌉ = 10 more, so 11 in all if each token is one delta
+        // (a token that ends mid-character joins the next delta, which can only lower the count).
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:StreamIntervalMs"] = "10000" });
+        var request = Completion("Once upon a time", 40);
+        var unary = await server.Client.GenerateAsync(request, Options);
+        Assert.Equal(40, unary.Usage.CompletionTokens);
+        using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
+        var messages = new List<string>();
+        await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
+        {
+            if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
+            {
+                messages.Add(message.Delta.Text);
+            }
+        }
+        Assert.Equal(unary.Text, string.Concat(messages));
+        Assert.InRange(messages.Count, 2, 11);
+    }
+
+    [Fact]
     public async Task Generate_FourConcurrentRequests_SameTextsAsOneAtATime()
     {
         await using var server = await InferenceServer.StartAsync();
