@@ -49,9 +49,45 @@ public sealed class FastKernelTests
     }
 
     [Fact]
-    public void SwiGlu_FastFloat_MatchesDouble()
+    public void RmsNorm_FastFloat_MatchesDouble()
     {
-        const int N = 1029;
+        // 37 rows of 48 (the Vector512 path, rows split into 8 chunks whose dw sums are added in order) and of 20 (the
+        // TensorPrimitives path), forward and backward against the float64 path; dx and dw accumulate onto what is there.
+        foreach (var dim in new[] { 48, 20 })
+        {
+            const int Rows = 37;
+            var x = NumericAssert.Random(Rows * dim, 11, 3);
+            var w = NumericAssert.Random(dim, 12);
+            var dy = NumericAssert.Random(Rows * dim, 13);
+            var output = new float[Rows * dim];
+            var rstd = new float[Rows];
+            RmsNormOp.Forward<float>(output, rstd, x, w, dim, 1e-5f);
+            var dx = NumericAssert.Random(Rows * dim, 14);
+            var dw = NumericAssert.Random(dim, 15);
+            var expectedDx = dx.Select(v => (double)v).ToArray();
+            var expectedDw = dw.Select(v => (double)v).ToArray();
+            RmsNormOp.Backward<float>(dx, dw, dy, x, w, rstd, dim);
+
+            var xd = x.Select(v => (double)v).ToArray();
+            var wd = w.Select(v => (double)v).ToArray();
+            var outputD = new double[Rows * dim];
+            var rstdD = new double[Rows];
+            RmsNormOp.Forward<double>(outputD, rstdD, xd, wd, dim, 1e-5);
+            RmsNormOp.Backward<double>(expectedDx, expectedDw, [.. dy.Select(v => (double)v)], xd, wd, rstdD, dim);
+            NumericAssert.AssertClose(output, [.. outputD.Select(v => (float)v)], 1e-5, 1e-6, $"rmsnorm output, dim {dim}");
+            NumericAssert.AssertClose(rstd, [.. rstdD.Select(v => (float)v)], 1e-5, 1e-6, $"rstd, dim {dim}");
+            NumericAssert.AssertClose(dx, [.. expectedDx.Select(v => (float)v)], 1e-4, 1e-5, $"dx, dim {dim}");
+            NumericAssert.AssertClose(dw, [.. expectedDw.Select(v => (float)v)], 1e-4, 1e-5, $"dw, dim {dim}");
+        }
+    }
+
+    // 1029 elements: one chunk and a scalar tail; 70001: split across the pool, chunk edges on multiples of 16.
+    [Theory]
+    [InlineData(1029)]
+    [InlineData(70001)]
+    public void SwiGlu_FastFloat_MatchesDouble(int n)
+    {
+        var N = n;
         var gate = NumericAssert.Random(N, 1, 4);
         var up = NumericAssert.Random(N, 2);
         var dy = NumericAssert.Random(N, 3);
