@@ -567,6 +567,7 @@ internal sealed class DistributedApplication : IResourceCommands
         {
             Log(resource, $"did not stop within {resource.StopTimeout.TotalSeconds:0} s; killing");
             process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync(CancellationToken.None);
         }
     }
 
@@ -599,18 +600,7 @@ internal sealed class DistributedApplication : IResourceCommands
             return;
         }
         resource.State = ResourceState.Stopping;
-        _ = kill(process.Id, Sigterm);
-        using var timeout = new CancellationTokenSource(resource.StopTimeout);
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            Log(resource, $"did not stop within {resource.StopTimeout.TotalSeconds:0} s; killing");
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None);
-        }
+        await TerminateAsync(resource, process);
         resource.State = ResourceState.Stopped;
     }
 
