@@ -128,6 +128,11 @@ try
             var overhead = ((1 / eight.Aggregate) - (1 / engineRuns[8].Aggregate)) / (1 / engineRuns[8].Aggregate);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | service overhead per token, 8 clients | | {overhead * 100:0.0}% | |"));
+            // The same in CPU time (the process's, all threads, client included): steadier than wall time when the
+            // host's speed drifts, and it counts what the service costs even where a spare core would hide it.
+            var cpuOverhead = (eight.CpuMsPerToken - engineRuns[8].CpuMsPerToken) / engineRuns[8].CpuMsPerToken;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms (client included) | {cpuOverhead * 100:+0.0;-0.0}% |"));
         }
     }
     Console.WriteLine();
@@ -145,6 +150,7 @@ static Run Faster(Run best, Run next) => (next.Aggregate + next.DecodeRate) > (b
 // its Add to its first token, as simultaneous requests see it.
 static Run RunEngine(BatchGenerator engine, int[] promptIds, GenerationOptions options, int n, List<LoRAWeights> adapters, bool onAdapters)
 {
+    var cpu = ProcessCpu();
     var clock = Stopwatch.StartNew();
     var sequences = new List<BatchSequence>();
     for (var i = 0; i < n; i++)
@@ -157,12 +163,20 @@ static Run RunEngine(BatchGenerator engine, int[] promptIds, GenerationOptions o
     var tokens = sequences.Sum(s => s.TokenIds.Count);
     var ttft = sequences.Select(s => s.TimeToFirstToken.TotalMilliseconds).ToList();
     var decodeRate = n == 1 ? (tokens - 1) / (wall - (ttft[0] / 1000)) : 0;
-    return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99));
+    return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99)) { CpuMsPerToken = (ProcessCpu() - cpu) * 1000 / tokens };
+}
+
+// CPU seconds this process has used (all threads): unlike wall time, not stretched when the host lends the machine less.
+static double ProcessCpu()
+{
+    using var self = Process.GetCurrentProcess();
+    return self.TotalProcessorTime.TotalSeconds;
 }
 
 static async Task<Run> RunServiceAsync(InferenceClient client, string model, string prompt, int newTokens, int n, bool onAdapters)
 {
     using var start = new SemaphoreSlim(0);
+    var cpu = ProcessCpu();
     var clock = Stopwatch.StartNew();
     var calls = Enumerable.Range(0, n).Select(async i =>
     {
@@ -194,7 +208,10 @@ static async Task<Run> RunServiceAsync(InferenceClient client, string model, str
     var wall = results.Max(r => r.Last).TotalSeconds;
     var total = results.Sum(r => r.Tokens);
     var decodeRate = n == 1 ? (results[0].Tokens - 1) / (results[0].Last - results[0].First).TotalSeconds : 0;
-    return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99));
+    return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99))
+    {
+        CpuMsPerToken = (ProcessCpu() - cpu) * 1000 / total,
+    };
 }
 
 static async Task<BenchServer> StartServiceAsync(string work, int maxBatch, int context)
@@ -339,7 +356,11 @@ int IntArg(string name, int fallback) => args.SkipWhile(a => a != name).Skip(1).
 string StringArg(string name, string fallback) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault() ?? fallback;
 
 /// <summary>One measurement: aggregate tokens/s, batch-1 decode tokens/s, TTFT percentiles in ms.</summary>
-internal sealed record Run(double Aggregate, double DecodeRate, double P50, double P99);
+internal sealed record Run(double Aggregate, double DecodeRate, double P50, double P99)
+{
+    /// <summary>CPU time of the whole process (service, client and engine threads) per generated token.</summary>
+    public double CpuMsPerToken { get; init; }
+}
 
 /// <summary>The inference service in this process, on a loopback socket, and a client over a real HTTP/2 channel.</summary>
 internal sealed class BenchServer(WebApplication app, GrpcChannel channel) : IAsyncDisposable
