@@ -152,6 +152,36 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Models_FolderWithAConfigButNoWeights_IsNotAModel()
+    {
+        // A second models root: a copy of stories260K with its weights, and a folder with only its config and tokenizer.
+        var root = Directory.CreateTempSubdirectory("tp-models-").FullName;
+        try
+        {
+            var source = Path.Combine(InferenceServer.RequireModels(), Model);
+            foreach (var (folder, files) in new[] { ("with-weights", new[] { "config.json", "model.safetensors", "tokenizer.json" }), ("config-only", new[] { "config.json", "tokenizer.json" }) })
+            {
+                Directory.CreateDirectory(Path.Combine(root, folder));
+                foreach (var file in files)
+                {
+                    File.Copy(Path.Combine(source, file), Path.Combine(root, folder, file));
+                }
+            }
+
+            await using var server = await InferenceServer.StartAsync(new() { ["Inference:ModelRoots:1"] = root });
+            var ids = (await server.Client.ListModelsAsync(new ListModelsRequest(), Options)).Models.Select(m => m.Id).ToList();
+            Assert.Contains("with-weights", ids);
+            Assert.DoesNotContain("config-only", ids);
+            var missing = await Assert.ThrowsAsync<RpcException>(() => server.Client.LoadModelAsync(new LoadModelRequest { Model = new ModelRef { BaseModelId = "config-only" } }, Options));
+            Assert.Equal(StatusCode.NotFound, missing.StatusCode);
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task LoadModel_Bf16_HalvesTheMatricesAndServes()
     {
         await using var server = await InferenceServer.StartAsync();

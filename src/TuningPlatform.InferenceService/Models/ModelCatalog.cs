@@ -26,7 +26,7 @@ public sealed record CatalogEntry(string Id, string Directory, LlamaConfig Confi
 }
 
 /// <summary>
-/// Finds the models under <see cref="InferenceOptions.ModelRoots"/> (each sub-folder holding a config.json is a model
+/// Finds the models under <see cref="InferenceOptions.ModelRoots"/> (each sub-folder holding a config.json and safetensors weights is a model
 /// whose id is the folder name) and the FULL and merged models of the fine-tuned registry. Ids never become paths
 /// without this lookup.
 /// </summary>
@@ -100,10 +100,16 @@ public sealed class ModelCatalog(IOptions<InferenceOptions> options)
     private static bool IsPlainName(string id) =>
         id.Length > 0 && id is not ("." or "..") && id.IndexOfAny(['/', '\\']) < 0 && !Path.IsPathRooted(id);
 
+    // What the engine's loader reads (SafeTensors.OpenCheckpoint): a folder with a config but no weights (a tokenizer
+    // or a config kept beside the models) is not a model.
+    private static bool HasWeights(string directory) =>
+        File.Exists(Path.Combine(directory, "model.safetensors.index.json"))
+        || (System.IO.Directory.Exists(directory) && System.IO.Directory.EnumerateFiles(directory, "*.safetensors").Any());
+
     private static CatalogEntry? TryEntry(string id, string directory, ModelSource source)
     {
         var config = Path.Combine(directory, "config.json");
-        if (!File.Exists(config))
+        if (!File.Exists(config) || !HasWeights(directory))
         {
             return null;
         }
