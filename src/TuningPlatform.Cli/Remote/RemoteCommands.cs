@@ -207,7 +207,7 @@ internal static class RemoteCommands
         {
             var request = new GenerateStreamRequest
             {
-                Model = ModelRefFor(parse.GetValue(model)!, parse.GetValue(adapter)!),
+                Model = Areas.InferenceCommands.ModelRefFor(parse.GetValue(model)!, parse.GetValue(adapter)!),
                 Input = InputFor(parse.GetValue(prompt), parse.GetValue(messages) ?? []),
                 Sampling = new SamplingParameters { MaxNewTokens = parse.GetValue(maxTokens), Temperature = parse.GetValue(temperature) },
             };
@@ -237,20 +237,6 @@ internal static class RemoteCommands
             return 0;
         }, () => "inference/GenerateStream"));
         return command;
-    }
-
-    private static ModelRef ModelRefFor(string model, string adapter)
-    {
-        var reference = new ModelRef { AdapterId = adapter };
-        if (model.StartsWith("ft:", StringComparison.Ordinal))
-        {
-            reference.FineTunedModelId = model;
-        }
-        else
-        {
-            reference.BaseModelId = model;
-        }
-        return reference;
     }
 
     private static GenerationInput InputFor(string? prompt, string[] messages)
