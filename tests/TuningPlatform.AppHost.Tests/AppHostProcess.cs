@@ -21,6 +21,20 @@ internal sealed partial class AppHostProcess : IDisposable
 
     public string Output => string.Join('\n', _lines);
 
+    /// <summary>Skips the test when redis-server is not installed, except under CI=true, where it fails.</summary>
+    public static void RequireRedis()
+    {
+        if (!File.Exists("/usr/bin/redis-server"))
+        {
+            var message = "redis-server is not installed: apt-get install -y redis-server (.ci/run does).";
+            if (Environment.GetEnvironmentVariable("CI") == "true")
+            {
+                Assert.Fail(message);
+            }
+            Assert.Skip(message);
+        }
+    }
+
     public int ExitCode => _process.ExitCode;
 
     public static string AppHostDll

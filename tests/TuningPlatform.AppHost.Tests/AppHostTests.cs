@@ -20,7 +20,7 @@ public sealed partial class AppHostTests : IDisposable
     [Fact]
     public async Task Smoke_EverythingStartsAnswersAndStops()
     {
-        RequireRedis();
+        AppHostProcess.RequireRedis();
         var stories = SharedModel("stories260K-hf");
         if (stories is not null)
         {
@@ -49,7 +49,7 @@ public sealed partial class AppHostTests : IDisposable
     [Fact]
     public async Task Sigterm_WhileRunning_ServicesAnswerThenEverythingStopsInOrder()
     {
-        RequireRedis();
+        AppHostProcess.RequireRedis();
         using var host = AppHostProcess.Start(_dataDirectory, null, "--any-port");
         Assert.True(await host.WaitForLineAsync("TuningPlatform is up", TimeSpan.FromMinutes(3), Ct), "AppHost did not come up:\n" + host.Output);
         var endpoint = EndpointRegex().Match(host.Output);
@@ -129,19 +129,6 @@ public sealed partial class AppHostTests : IDisposable
     {
         var path = RepositoryPaths.SharedAsset("models", name);
         return Directory.Exists(path) ? path : null;
-    }
-
-    private static void RequireRedis()
-    {
-        if (!File.Exists("/usr/bin/redis-server"))
-        {
-            var message = "redis-server is not installed: apt-get install -y redis-server (.ci/run does).";
-            if (Environment.GetEnvironmentVariable("CI") == "true")
-            {
-                Assert.Fail(message);
-            }
-            Assert.Skip(message);
-        }
     }
 
     public void Dispose()

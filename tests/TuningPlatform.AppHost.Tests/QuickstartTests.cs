@@ -34,7 +34,7 @@ public sealed partial class QuickstartTests : IDisposable
     [Fact]
     public async Task Quickstart_Small_RunsEveryStepSurvivesAKilledServiceStopsCleanlyAndReusesOnRerun()
     {
-        RequireRedis();
+        AppHostProcess.RequireRedis();
         var models = Path.Combine(_dataDirectory, "models");
         var environment = new Dictionary<string, string>
         {
@@ -108,7 +108,7 @@ public sealed partial class QuickstartTests : IDisposable
     [Fact]
     public async Task Smoke_WithQuickstart_SkipsTheQuickstart()
     {
-        RequireRedis();
+        AppHostProcess.RequireRedis();
         using var host = AppHostProcess.Start(_dataDirectory, null, "--any-port", "--smoke", "--quickstart");
         Assert.True(await host.WaitForExitAsync(TimeSpan.FromMinutes(3)), "AppHost did not finish:\n" + host.Output);
         Assert.Equal(0, host.ExitCode);
@@ -314,19 +314,6 @@ public sealed partial class QuickstartTests : IDisposable
             Assert.True(endpoints.ContainsKey(service), $"no endpoint for {service} in the resource table:\n{output}");
         }
         return endpoints;
-    }
-
-    private static void RequireRedis()
-    {
-        if (!File.Exists("/usr/bin/redis-server"))
-        {
-            var message = "redis-server is not installed: apt-get install -y redis-server (.ci/run does).";
-            if (Environment.GetEnvironmentVariable("CI") == "true")
-            {
-                Assert.Fail(message);
-            }
-            Assert.Skip(message);
-        }
     }
 
     public void Dispose()
