@@ -250,15 +250,13 @@ public static class AttentionOp
             var b = chunk / KvHeads;
             var g = chunk % KvHeads;
             var kvStride = (long)KvHeads * dh;
-            var kg = K + (b * t * kvStride) + g * dh;
-            var vg = V + (b * t * kvStride) + g * dh;
             var dpArray = Backward ? (_dp is { } d && d.Length >= t * t ? d : _dp = GC.AllocateUninitializedArray<float>(t * t, pinned: true)) : null;
             // K_g (forward) or V_g (backward) transposed once to [Dh, T]: the Q·Kᵀ and dO·Vᵀ products of every
             // head and row block then read their B in KN layout, packed by vector copies instead of a gather.
             var transposed = _transposed is { } tr && tr.Length >= t * dh ? tr : _transposed = GC.AllocateUninitializedArray<float>(t * dh, pinned: true);
             fixed (float* kvT = transposed)
             {
-                Transpose(Backward ? vg : kg, kvStride, kvT, t, dh);
+                Transpose((Backward ? V : K) + (b * t * kvStride) + g * dh, kvStride, kvT, t, dh);
                 RunHeads(b, g, kvT, dpArray);
             }
         }
