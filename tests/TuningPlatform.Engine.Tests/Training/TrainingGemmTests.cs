@@ -46,6 +46,7 @@ public sealed class TrainingGemmTests
     [InlineData(37, 70, 333, true)]
     [InlineData(300, 64, 96, true)]
     [InlineData(50, 48, 70, false)]
+    [InlineData(9, 45, 19, true)]
     public unsafe void PackedGemm_StridedOperandsAndAlpha_MatchNaive(int m, int n, int k, bool parallel)
     {
         // A and C live inside wider rows (stride m + 3, n + 5), as attention's per-head slices do.

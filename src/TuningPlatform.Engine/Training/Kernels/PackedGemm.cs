@@ -22,6 +22,7 @@
 // packing of A and B into micro-panels.
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using TuningPlatform.Engine.Threading;
 using TuningPlatform.Engine.Training.Quantization;
 
@@ -509,7 +510,28 @@ public static unsafe class PackedGemm
                 return;
             }
 
-            for (var j = 0; j < nb; j++)
+            // NK: the panel is the transpose of nb rows × kc. Groups of eight rows go through 8 × 8 register
+            // transposes (eight loads, 24 shuffles, eight stores per 64 values); the rest moves one value at a time.
+            var j0 = 0;
+            var k8 = kc & ~7;
+            for (; j0 + 8 <= nb; j0 += 8)
+            {
+                var src = B + (n0 + j0) * Ldb + k0;
+                for (var kk = 0; kk < k8; kk += 8)
+                {
+                    Transpose8x8(src + kk, Ldb, packed + kk * Nr + j0, Nr);
+                }
+
+                for (var j = j0; j < j0 + 8; j++)
+                {
+                    for (var kk = k8; kk < kc; kk++)
+                    {
+                        packed[kk * Nr + j] = B[(n0 + j) * Ldb + k0 + kk];
+                    }
+                }
+            }
+
+            for (var j = j0; j < nb; j++)
             {
                 var src = B + (n0 + j) * Ldb + k0;
                 for (var kk = 0; kk < kc; kk++)
@@ -517,6 +539,44 @@ public static unsafe class PackedGemm
                     packed[kk * Nr + j] = src[kk];
                 }
             }
+        }
+
+        // dst[c·ldd + r] = src[r·lds + c] for an 8 × 8 block (unpack pairs, then quads, then 128-bit halves).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void Transpose8x8(float* src, long lds, float* dst, long ldd)
+        {
+            var r0 = Avx.LoadVector256(src);
+            var r1 = Avx.LoadVector256(src + lds);
+            var r2 = Avx.LoadVector256(src + 2 * lds);
+            var r3 = Avx.LoadVector256(src + 3 * lds);
+            var r4 = Avx.LoadVector256(src + 4 * lds);
+            var r5 = Avx.LoadVector256(src + 5 * lds);
+            var r6 = Avx.LoadVector256(src + 6 * lds);
+            var r7 = Avx.LoadVector256(src + 7 * lds);
+            var t0 = Avx.UnpackLow(r0, r1);
+            var t1 = Avx.UnpackHigh(r0, r1);
+            var t2 = Avx.UnpackLow(r2, r3);
+            var t3 = Avx.UnpackHigh(r2, r3);
+            var t4 = Avx.UnpackLow(r4, r5);
+            var t5 = Avx.UnpackHigh(r4, r5);
+            var t6 = Avx.UnpackLow(r6, r7);
+            var t7 = Avx.UnpackHigh(r6, r7);
+            var u0 = Avx.Shuffle(t0, t2, 0x44);
+            var u1 = Avx.Shuffle(t0, t2, 0xEE);
+            var u2 = Avx.Shuffle(t1, t3, 0x44);
+            var u3 = Avx.Shuffle(t1, t3, 0xEE);
+            var u4 = Avx.Shuffle(t4, t6, 0x44);
+            var u5 = Avx.Shuffle(t4, t6, 0xEE);
+            var u6 = Avx.Shuffle(t5, t7, 0x44);
+            var u7 = Avx.Shuffle(t5, t7, 0xEE);
+            Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+            Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+            Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20));
+            Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+            Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31));
+            Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+            Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31));
+            Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
         }
 
         // NF4: each run of consecutive stored elements is dequantised straight into the packed panel.
