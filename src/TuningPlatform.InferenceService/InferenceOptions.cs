@@ -19,9 +19,10 @@ public sealed class InferenceOptions
     public int PrefillTokensPerStep { get; set; } = 512;
 
     /// <summary>How long a streamed message waits for more deltas after its first (up to 4 deltas a message), in
-    /// milliseconds; the first message of a stream goes out at once. Fewer, fuller messages cost the decode loop
-    /// less at high concurrency (vLLM's <c>stream_interval</c> serves the same end). 0 sends each delta as soon as
-    /// the previous message is written. Default 20.</summary>
+    /// milliseconds; the first message of a stream goes out at once. The decode loop joins the deltas and checks the
+    /// interval after every step, so the stream writer wakes once per message, not once per token: fewer, fuller
+    /// messages cost the decode loop less at high concurrency (vLLM's <c>stream_interval</c> serves the same end).
+    /// 0 hands each delta to the writer as it is decoded. Default 20.</summary>
     public int StreamIntervalMs { get; set; } = 20;
 
     /// <summary>Requests waiting for a batch slot per model before RESOURCE_EXHAUSTED. Default 64.</summary>

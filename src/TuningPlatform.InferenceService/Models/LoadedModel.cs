@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text;
 using System.Threading.Channels;
 using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.Models;
@@ -11,8 +13,57 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
     /// <summary>The adapter applied to this sequence alone, or null for the base.</summary>
     public LoRAWeights? Adapter { get; } = adapter;
 
-    /// <summary>Text deltas, completed when the sequence ends (streaming requests only).</summary>
+    /// <summary>The most decoded deltas (about one token each) that the decode loop joins into one message.</summary>
+    public const int MaxDeltasPerMessage = 4;
+
+    // Deltas decoded but not yet handed to the stream writer (decode thread only).
+    private readonly StringBuilder _pending = new();
+    private int _pendingDeltas;
+    private long _pendingSince;
+    private bool _sentFirst;
+
+    /// <summary>
+    /// Messages for the stream writer, completed when the sequence ends (streaming requests only). Each is up to
+    /// <see cref="MaxDeltasPerMessage"/> deltas of whole characters, joined on the decode thread, so the writer wakes
+    /// once per message rather than once per token.
+    /// </summary>
     public Channel<string> Deltas { get; } = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
+
+    // A new delta: the stream's first goes at once (time to first token); later ones wait until the message is full
+    // or its oldest delta is one interval old (FlushIfDue, after every step).
+    internal void OnDelta(string delta, long intervalTicks)
+    {
+        if (_pendingDeltas == 0)
+        {
+            _pendingSince = Stopwatch.GetTimestamp();
+        }
+        _pending.Append(delta);
+        _pendingDeltas++;
+        if (!_sentFirst || intervalTicks == 0 || _pendingDeltas >= MaxDeltasPerMessage)
+        {
+            Flush();
+        }
+    }
+
+    internal void FlushIfDue(long now, long intervalTicks)
+    {
+        if (_pendingDeltas > 0 && now - _pendingSince >= intervalTicks)
+        {
+            Flush();
+        }
+    }
+
+    internal void Flush()
+    {
+        if (_pendingDeltas == 0)
+        {
+            return;
+        }
+        Deltas.Writer.TryWrite(_pending.ToString());
+        _pending.Clear();
+        _pendingDeltas = 0;
+        _sentFirst = true;
+    }
 
     /// <summary>The finished sequence.</summary>
     public TaskCompletionSource<BatchSequence> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -46,6 +97,7 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _thread;
     private readonly int _maxQueue;
+    private readonly long _streamIntervalTicks;
     private int _queued;
     private int _disposed;
 
@@ -57,6 +109,7 @@ public sealed class LoadedModel : IAsyncDisposable
         DType = dtype;
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
+        _streamIntervalTicks = (long)options.StreamIntervalMs * Stopwatch.Frequency / 1000;
         _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength, prefillTokensPerStep: options.PrefillTokensPerStep);
         // The KV caches of a full batch count against the memory budget with the weights.
@@ -152,6 +205,7 @@ public sealed class LoadedModel : IAsyncDisposable
                 if (!_active.IsEmpty)
                 {
                     Generator.Step(CancellationToken.None);
+                    FlushDueMessages();
                     CollectFinished();
                 }
             }
@@ -185,7 +239,7 @@ public sealed class LoadedModel : IAsyncDisposable
             work.StartedAt = DateTime.UtcNow;
             try
             {
-                Action<string>? onText = work.Stream ? delta => work.Deltas.Writer.TryWrite(delta) : null;
+                Action<string>? onText = work.Stream ? delta => work.OnDelta(delta, _streamIntervalTicks) : null;
                 work.Sequence = Generator.Add(work.PromptIds, work.Options, onText, work.Adapter);
                 _active[work] = 0;
             }
@@ -197,6 +251,18 @@ public sealed class LoadedModel : IAsyncDisposable
         }
         // A sequence can finish during its prefill (a stop token first, or max_new_tokens 1).
         CollectFinished();
+    }
+
+    private void FlushDueMessages()
+    {
+        var now = Stopwatch.GetTimestamp();
+        foreach (var (work, _) in _active)
+        {
+            if (work.Stream)
+            {
+                work.FlushIfDue(now, _streamIntervalTicks);
+            }
+        }
     }
 
     private void DropCancelled()
@@ -218,6 +284,7 @@ public sealed class LoadedModel : IAsyncDisposable
             if (work.Sequence is { IsFinished: true } sequence && _active.TryRemove(work, out _))
             {
                 Interlocked.Add(ref _generatedTokens, sequence.TokenIds.Count);
+                work.Flush();
                 work.Deltas.Writer.TryComplete();
                 if (sequence.FinishReason == FinishReason.Cancelled)
                 {

@@ -230,62 +230,28 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         return response;
     }
 
-    /// <summary>The most decoded deltas (about one token each) that one streamed message carries.</summary>
-    private const int MaxDeltasPerMessage = 4;
-
-    // Appends available deltas to pending until it holds MaxDeltasPerMessage; returns how many it holds.
-    private static int Take(System.Threading.Channels.ChannelReader<string> reader, System.Text.StringBuilder pending, int taken)
-    {
-        while (taken < MaxDeltasPerMessage && reader.TryRead(out var delta))
-        {
-            pending.Append(delta);
-            taken++;
-        }
-        return taken;
-    }
-
-    // Takes more deltas as they come, looking every few milliseconds (never a second wait on the channel beside the
-    // caller's), until the message is full, the stream ends, or the deadline passes.
-    private static async Task<int> TakeUntilAsync(System.Threading.Channels.ChannelReader<string> reader, System.Text.StringBuilder pending, int taken,
-        DateTime deadline, CancellationToken cancellationToken)
-    {
-        while (taken < MaxDeltasPerMessage && !reader.Completion.IsCompleted && deadline - DateTime.UtcNow is { Ticks: > 0 } left)
-        {
-            await Task.Delay(left < StreamPoll ? left : StreamPoll, cancellationToken);
-            taken = Take(reader, pending, taken);
-        }
-        return taken;
-    }
-
-    private static readonly TimeSpan StreamPoll = TimeSpan.FromMilliseconds(4);
-
     public async Task GenerateStream(GenerateStreamRequest request, IServerStreamWriter<GenerateStreamResponse> responseStream, ServerCallContext context)
     {
         await using var run = await StartAsync(request.Model, request.Input, request.Sampling, request.ReturnRenderedPrompt, stream: true, context);
         var (model, work, rendered) = (run.Model, run.Work, run.Rendered);
         try
         {
-            // Up to MaxDeltasPerMessage deltas go out together: those decoded while the last message was being
-            // written, and (after the first message, which goes at once) those that arrive within the stream interval
-            // of the message's first delta. A slow reader or a busy batch costs fewer, larger writes instead of a
-            // backlog of one-token frames, and the answer still arrives in pieces however far the model runs ahead
-            // (each delta is whole characters, so their concatenation is valid UTF-8 too).
+            // The decode loop joins deltas into messages (GenerationWork.OnDelta: the first at once, then up to four
+            // deltas or one stream interval). Messages that queued while the last was being written go out together:
+            // a slow reader costs fewer, larger writes instead of a backlog of small frames. Each delta is whole
+            // characters, so every message is valid UTF-8.
             var reader = work.Deltas.Reader;
             var pending = new System.Text.StringBuilder();
-            var interval = TimeSpan.FromMilliseconds(models.Options.StreamIntervalMs);
-            var first = true;
             while (await reader.WaitToReadAsync(context.CancellationToken))
             {
                 pending.Clear();
-                var taken = Take(reader, pending, 0);
-                if (!first && interval > TimeSpan.Zero && taken < MaxDeltasPerMessage)
+                while (reader.TryRead(out var message))
                 {
-                    taken = await TakeUntilAsync(reader, pending, taken, DateTime.UtcNow + interval, context.CancellationToken);
+                    pending.Append(message);
                 }
                 if (pending.Length > 0)
                 {
                     await responseStream.WriteAsync(new GenerateStreamResponse { Delta = new TextDelta { Text = pending.ToString() } }, context.CancellationToken);
-                    first = false;
                 }
             }
         }
