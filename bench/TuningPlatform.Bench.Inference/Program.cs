@@ -1,4 +1,5 @@
-// Inference serving benchmark: the inference service over real gRPC (HTTP/2 on a loopback socket, our client)
+// Inference serving benchmark: the inference service in a child process over real gRPC (HTTP/2 on a loopback
+// socket, our client in this process)
 // against the engine driven directly, same model, same batching, same run, as ratios.
 //   shapes:  stories15M and SmolLM2-135M with random weights (weights do not change speed), their real tokenizers
 //            (../shared/assets/tokenizers: llama2, smollm2-135m); end-of-sequence rows zeroed so every answer runs
@@ -29,6 +30,18 @@ using TuningPlatform.Grpc.Server;
 using TuningPlatform.InferenceService;
 using TuningPlatform.InferenceService.Services;
 using TuningPlatform.ServiceDefaults;
+
+if (StringArg("--serve", "") is { Length: > 0 } serveWork)
+{
+    // The service alone in this child process: the parent's client talks to it over loopback, and the parent reads
+    // this process's CPU time, so the service's cost per token is counted without the client's.
+    var app = await StartServiceAppAsync(serveWork, IntArg("--max-batch", 16), IntArg("--context", 272), IntArg("--port", 0));
+    Console.WriteLine("ready");
+    await Console.In.ReadToEndAsync();
+    await app.StopAsync();
+    await app.DisposeAsync();
+    return;
+}
 
 var promptTokens = IntArg("--prompt", 128);
 var newTokens = IntArg("--new", 128);
@@ -88,16 +101,20 @@ try
         {
             await client.LoadAdapterAsync(new LoadAdapterRequest { Path = $"{name}-{i}", AdapterId = $"{name}-{i}", BaseModelId = name, Pinned = true }, Call());
         }
-        // Warm-up (JIT, buffers) on both sides.
+        // Warm-up (JIT, buffers) on both sides: a short single request, then one whole round at the largest client
+        // count, so that the measured rounds run tier-1 code in both processes (a fresh process's tiered JIT
+        // otherwise compiles during them, on the same two cores).
         RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, 1, adapters, onAdapters: false);
-        await RunServiceAsync(client, name, prompt, 8, 1, onAdapters: false);
+        await RunServiceAsync(server, name, prompt, 8, 1, onAdapters: false);
+        RunEngine(engine, promptIds, options, maxBatch, adapters, onAdapters: true);
+        await RunServiceAsync(server, name, prompt, newTokens, maxBatch, onAdapters: true);
 
         var engineSingle = RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false);
-        var serviceSingle = await RunServiceAsync(client, name, prompt, newTokens, 1, onAdapters: false);
+        var serviceSingle = await RunServiceAsync(server, name, prompt, newTokens, 1, onAdapters: false);
         for (var round = 1; round < rounds; round++)
         {
             engineSingle = Faster(engineSingle, RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false));
-            serviceSingle = Faster(serviceSingle, await RunServiceAsync(client, name, prompt, newTokens, 1, onAdapters: false));
+            serviceSingle = Faster(serviceSingle, await RunServiceAsync(server, name, prompt, newTokens, 1, onAdapters: false));
         }
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -109,11 +126,11 @@ try
         foreach (var n in clientCounts)
         {
             var e = RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
-            var s = await RunServiceAsync(client, name, prompt, newTokens, n, onAdapters: true);
+            var s = await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
             for (var round = 1; round < rounds; round++)
             {
                 e = Faster(e, RunEngine(engine, promptIds, options, n, adapters, onAdapters: true));
-                s = Faster(s, await RunServiceAsync(client, name, prompt, newTokens, n, onAdapters: true));
+                s = Faster(s, await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true));
             }
 
             engineRuns[n] = e;
@@ -128,11 +145,12 @@ try
             var overhead = ((1 / eight.Aggregate) - (1 / engineRuns[8].Aggregate)) / (1 / engineRuns[8].Aggregate);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | service overhead per token, 8 clients | | {overhead * 100:0.0}% | |"));
-            // The same in CPU time (the process's, all threads, client included): steadier than wall time when the
-            // host's speed drifts, and it counts what the service costs even where a spare core would hide it.
+            // The same in CPU time: the service process's (all its threads: decode, gRPC, Kestrel) against the engine's,
+            // the client's apart. Steadier than wall time when the host's speed drifts, and it counts what the service
+            // costs even where a spare core would hide it.
             var cpuOverhead = (eight.CpuMsPerToken - engineRuns[8].CpuMsPerToken) / engineRuns[8].CpuMsPerToken;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms (client included) | {cpuOverhead * 100:+0.0;-0.0}% |"));
+                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms in the service process (client {eight.ClientCpuMsPerToken:0.000} ms apart) | {cpuOverhead * 100:+0.0;-0.0}% |"));
         }
     }
     Console.WriteLine();
@@ -173,10 +191,12 @@ static double ProcessCpu()
     return self.TotalProcessorTime.TotalSeconds;
 }
 
-static async Task<Run> RunServiceAsync(InferenceClient client, string model, string prompt, int newTokens, int n, bool onAdapters)
+static async Task<Run> RunServiceAsync(BenchServer server, string model, string prompt, int newTokens, int n, bool onAdapters)
 {
+    var client = server.Client;
     using var start = new SemaphoreSlim(0);
     var cpu = ProcessCpu();
+    var serviceCpu = server.Cpu();
     var clock = Stopwatch.StartNew();
     var calls = Enumerable.Range(0, n).Select(async i =>
     {
@@ -210,16 +230,40 @@ static async Task<Run> RunServiceAsync(InferenceClient client, string model, str
     var decodeRate = n == 1 ? (results[0].Tokens - 1) / (results[0].Last - results[0].First).TotalSeconds : 0;
     return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99))
     {
-        CpuMsPerToken = (ProcessCpu() - cpu) * 1000 / total,
+        CpuMsPerToken = (server.Cpu() - serviceCpu) * 1000 / total,
+        ClientCpuMsPerToken = (ProcessCpu() - cpu) * 1000 / total,
     };
 }
 
+// The service in a child process of its own (this program with --serve), on a loopback socket.
 static async Task<BenchServer> StartServiceAsync(string work, int maxBatch, int context)
 {
     using var listener = new TcpListener(IPAddress.Loopback, 0);
     listener.Start();
     var port = ((IPEndPoint)listener.LocalEndpoint).Port;
     listener.Stop();
+    var self = Environment.ProcessPath!;
+    var info = new ProcessStartInfo(self) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+    if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+    {
+        info.ArgumentList.Add(typeof(Run).Assembly.Location);
+    }
+    foreach (var arg in new[] { "--serve", work, "--max-batch", maxBatch.ToString(CultureInfo.InvariantCulture), "--context", context.ToString(CultureInfo.InvariantCulture), "--port", port.ToString(CultureInfo.InvariantCulture) })
+    {
+        info.ArgumentList.Add(arg);
+    }
+    var child = Process.Start(info) ?? throw new InvalidOperationException("could not start the service process");
+    var line = await child.StandardOutput.ReadLineAsync();
+    if (line != "ready")
+    {
+        child.Kill();
+        throw new InvalidOperationException($"the service process did not start (it printed: {line ?? "nothing"})");
+    }
+    return new BenchServer(child, GrpcChannel.ForAddress($"http://127.0.0.1:{port}"));
+}
+
+static async Task<WebApplication> StartServiceAppAsync(string work, int maxBatch, int context, int port)
+{
     var builder = WebApplication.CreateSlimBuilder();
     builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
     {
@@ -238,7 +282,7 @@ static async Task<BenchServer> StartServiceAsync(string work, int maxBatch, int 
     app.MapGrpcService<InferenceGrpcService>(InferenceReflection.Descriptor.Services[0]);
     app.MapDefaultEndpoints();
     await app.StartAsync();
-    return new BenchServer(app, GrpcChannel.ForAddress($"http://127.0.0.1:{port}"));
+    return app;
 }
 
 static CallOptions Call() => new() { Deadline = DateTime.UtcNow.AddMinutes(10) };
@@ -358,19 +402,34 @@ string StringArg(string name, string fallback) => args.SkipWhile(a => a != name)
 /// <summary>One measurement: aggregate tokens/s, batch-1 decode tokens/s, TTFT percentiles in ms.</summary>
 internal sealed record Run(double Aggregate, double DecodeRate, double P50, double P99)
 {
-    /// <summary>CPU time of the whole process (service, client and engine threads) per generated token.</summary>
+    /// <summary>CPU time per generated token of the process that generated it: the engine's (direct) or the service's.</summary>
     public double CpuMsPerToken { get; init; }
+
+    /// <summary>CPU time per token of the benchmark's own process while it was the service's client.</summary>
+    public double ClientCpuMsPerToken { get; init; }
 }
 
-/// <summary>The inference service in this process, on a loopback socket, and a client over a real HTTP/2 channel.</summary>
-internal sealed class BenchServer(WebApplication app, GrpcChannel channel) : IAsyncDisposable
+/// <summary>The inference service in a child process, and a client over a real HTTP/2 channel.</summary>
+internal sealed class BenchServer(Process process, GrpcChannel channel) : IAsyncDisposable
 {
     public InferenceClient Client { get; } = new(channel.CreateCallInvoker());
+
+    /// <summary>CPU seconds the service process has used so far (all its threads).</summary>
+    public double Cpu()
+    {
+        process.Refresh();
+        return process.TotalProcessorTime.TotalSeconds;
+    }
 
     public async ValueTask DisposeAsync()
     {
         channel.Dispose();
-        await app.StopAsync();
-        await app.DisposeAsync();
+        process.StandardInput.Close();
+        if (!process.WaitForExit(30_000))
+        {
+            process.Kill();
+        }
+        await process.WaitForExitAsync();
+        process.Dispose();
     }
 }

@@ -93,6 +93,24 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Generate_AdmissionWindow_LaterRequestJoinsTheFirstPrefill()
+    {
+        // An idle model waits up to the window for requests arriving with the first: A waits the whole 400 ms (the batch
+        // of 8 never fills), B arrives 150 ms after A and starts in the same step, so its time to first token is shorter
+        // than A's by about the 150 ms it came later.
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:AdmissionWindowMs"] = "400" });
+        await server.Client.GenerateAsync(Completion("warm", 1), Options);
+        await Task.Delay(200, Ct);
+        var first = server.Client.GenerateAsync(Completion("Once upon a time", 4), Options);
+        await Task.Delay(150, Ct);
+        var second = await server.Client.GenerateAsync(Completion("Tom had a", 4), Options);
+        var a = (await first).Usage.TimeToFirstTokenMs;
+        var b = second.Usage.TimeToFirstTokenMs;
+        Assert.InRange(a, 390, 5000);
+        Assert.True(b < a - 75, $"the second request's first token came {b:0} ms after its arrival, the first's {a:0} ms: they should share the first step");
+    }
+
+    [Fact]
     public async Task Generate_FourConcurrentRequests_SameTextsAsOneAtATime()
     {
         await using var server = await InferenceServer.StartAsync();

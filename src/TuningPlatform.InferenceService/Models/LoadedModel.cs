@@ -98,6 +98,7 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly Thread _thread;
     private readonly int _maxQueue;
     private readonly long _streamIntervalTicks;
+    private readonly TimeSpan _admissionWindow;
     private int _queued;
     private int _disposed;
 
@@ -110,6 +111,7 @@ public sealed class LoadedModel : IAsyncDisposable
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
         _streamIntervalTicks = (long)options.StreamIntervalMs * Stopwatch.Frequency / 1000;
+        _admissionWindow = TimeSpan.FromMilliseconds(options.AdmissionWindowMs);
         _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength, prefillTokensPerStep: options.PrefillTokensPerStep);
         // The KV caches of a full batch count against the memory budget with the weights.
@@ -199,6 +201,7 @@ public sealed class LoadedModel : IAsyncDisposable
                     {
                         return;
                     }
+                    AwaitCompanions(token);
                 }
                 Admit();
                 DropCancelled();
@@ -216,6 +219,21 @@ public sealed class LoadedModel : IAsyncDisposable
         finally
         {
             FailAll(new ObjectDisposedException(Entry.Id, "the model was unloaded"));
+        }
+    }
+
+    // The first request at an idle model: wait up to the admission window for requests sent with it (a client's
+    // concurrent calls reach the queue a little apart), so that one batched prefill takes them all.
+    private void AwaitCompanions(CancellationToken token)
+    {
+        if (_admissionWindow <= TimeSpan.Zero)
+        {
+            return;
+        }
+        var deadline = Stopwatch.GetTimestamp() + (long)(_admissionWindow.TotalSeconds * Stopwatch.Frequency);
+        while (Volatile.Read(ref _queued) < Generator.MaxBatch && Stopwatch.GetTimestamp() < deadline && !token.IsCancellationRequested)
+        {
+            Thread.Sleep(1);
         }
     }
 
