@@ -226,7 +226,7 @@ public sealed class LoadedModel : IAsyncDisposable
     // concurrent calls reach the queue a little apart), so that one batched prefill takes them all.
     private void AwaitCompanions(CancellationToken token)
     {
-        if (_admissionWindow <= TimeSpan.Zero)
+        if (_admissionWindow <= TimeSpan.Zero || !_queue.Reader.TryPeek(out var first) || first is not GenerationWork)
         {
             return;
         }

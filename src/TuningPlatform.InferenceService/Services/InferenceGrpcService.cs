@@ -237,21 +237,14 @@ public sealed partial class InferenceGrpcService(ModelManager models)
         try
         {
             // The decode loop joins deltas into messages (GenerationWork.OnDelta: the first at once, then up to four
-            // deltas or one stream interval). Messages that queued while the last was being written go out together:
-            // a slow reader costs fewer, larger writes instead of a backlog of small frames. Each delta is whole
-            // characters, so every message is valid UTF-8.
+            // deltas or one stream interval), so this loop wakes once per message; each goes out as its own frame.
+            // Each delta is whole characters, so every message is valid UTF-8.
             var reader = work.Deltas.Reader;
-            var pending = new System.Text.StringBuilder();
             while (await reader.WaitToReadAsync(context.CancellationToken))
             {
-                pending.Clear();
                 while (reader.TryRead(out var message))
                 {
-                    pending.Append(message);
-                }
-                if (pending.Length > 0)
-                {
-                    await responseStream.WriteAsync(new GenerateStreamResponse { Delta = new TextDelta { Text = pending.ToString() } }, context.CancellationToken);
+                    await responseStream.WriteAsync(new GenerateStreamResponse { Delta = new TextDelta { Text = message } }, context.CancellationToken);
                 }
             }
         }
