@@ -13,6 +13,8 @@
 //   dotnet run -c Release --project bench/TuningPlatform.Bench.Training [-- --shapes stories15M,stories42M
 //       --methods full,lora-qkvo,lora-all,qlora-all --batch 8 --seq 256 --rank 8 --targets all|qkvo --steps 5
 //       --rounds 2 --loss-chunk 512 --no-torch]
+//   ... -- --gemm [--shapes stories15M,stories42M --reps 7]: only the step's matrix products, ours against OpenBLAS
+//       called in this process (GemmComparison.cs)
 using System.Diagnostics;
 using System.Globalization;
 using System.Reflection;
@@ -36,6 +38,28 @@ var shapes = new Dictionary<string, LlamaConfig>
     ["stories15M"] = Shape(288, 768, 6, 6, 6, 32000),
     ["stories42M"] = Shape(512, 1376, 8, 8, 8, 32000),
 };
+
+if (args.Contains("--gemm"))
+{
+    // The step's products against OpenBLAS in this process (GemmComparison.cs).
+    if (Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is null && System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+    {
+        var command = SelfCommand();
+        var info = new ProcessStartInfo(command[0]) { UseShellExecute = false };
+        foreach (var arg in command.Skip(1).Concat(args))
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["OPENBLAS_CORETYPE"] = "SkylakeX";
+        using var withSkylakeX = Process.Start(info)!;
+        withSkylakeX.WaitForExit();
+        return withSkylakeX.ExitCode;
+    }
+
+    var gemmShapes = StringArg("--shapes", "stories15M,stories42M").Split(',').Select(name => (name, shapes[name])).ToList();
+    return TuningPlatform.Bench.Training.GemmComparison.Run(gemmShapes, batch * seq, lossChunk, IntArg("--reps", 7));
+}
 
 if (StringArg("--child", "") is { Length: > 0 } child)
 {
