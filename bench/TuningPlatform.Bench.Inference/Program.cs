@@ -151,6 +151,10 @@ try
             var cpuOverhead = (eight.CpuMsPerToken - engineRuns[8].CpuMsPerToken) / engineRuns[8].CpuMsPerToken;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms in the service process (client {eight.ClientCpuMsPerToken:0.000} ms apart) | {cpuOverhead * 100:+0.0;-0.0}% |"));
+            // The service's own threads outside the decode loop (gRPC, Kestrel, the stream writers): the serving work a
+            // token costs beyond the engine's, as a share of the engine's CPU per token. The JIT's share is printed apart.
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceRestCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {eight.ServiceRestCpuMsPerToken / engineRuns[8].CpuMsPerToken * 100:0.0}% of the engine's |"));
         }
     }
     Console.WriteLine();
@@ -197,6 +201,7 @@ static async Task<Run> RunServiceAsync(BenchServer server, string model, string 
     using var start = new SemaphoreSlim(0);
     var cpu = ProcessCpu();
     var serviceCpu = server.Cpu();
+    var threads = server.ThreadCpu();
     var clock = Stopwatch.StartNew();
     var calls = Enumerable.Range(0, n).Select(async i =>
     {
@@ -231,6 +236,8 @@ static async Task<Run> RunServiceAsync(BenchServer server, string model, string 
     return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99))
     {
         CpuMsPerToken = (server.Cpu() - serviceCpu) * 1000 / total,
+        ServiceRestCpuMsPerToken = (server.ThreadCpu().Serving - threads.Serving) * 1000 / total,
+        ServiceJitCpuMsPerToken = (server.ThreadCpu().Jit - threads.Jit) * 1000 / total,
         ClientCpuMsPerToken = (ProcessCpu() - cpu) * 1000 / total,
     };
 }
@@ -405,6 +412,12 @@ internal sealed record Run(double Aggregate, double DecodeRate, double P50, doub
     /// <summary>CPU time per generated token of the process that generated it: the engine's (direct) or the service's.</summary>
     public double CpuMsPerToken { get; init; }
 
+    /// <summary>CPU time per token of the service's threads besides the decode loop, its pool workers and the JIT (gRPC, Kestrel, stream writers).</summary>
+    public double ServiceRestCpuMsPerToken { get; init; }
+
+    /// <summary>CPU time per token of the service's background JIT compiler.</summary>
+    public double ServiceJitCpuMsPerToken { get; init; }
+
     /// <summary>CPU time per token of the benchmark's own process while it was the service's client.</summary>
     public double ClientCpuMsPerToken { get; init; }
 }
@@ -413,6 +426,50 @@ internal sealed record Run(double Aggregate, double DecodeRate, double P50, doub
 internal sealed class BenchServer(Process process, GrpcChannel channel) : IAsyncDisposable
 {
     public InferenceClient Client { get; } = new(channel.CreateCallInvoker());
+
+    /// <summary>
+    /// CPU seconds so far of the service's threads by role, from /proc/PID/task (zeros where there is no /proc): the
+    /// decode loop and the engine's pool workers; the JIT's background compiler; everything else (Kestrel, gRPC, the
+    /// stream writers, timers).
+    /// </summary>
+    public (double Engine, double Jit, double Serving) ThreadCpu()
+    {
+        double engine = 0, jit = 0, rest = 0;
+        var tasks = $"/proc/{process.Id}/task";
+        if (!Directory.Exists(tasks))
+        {
+            return (0, 0, 0);
+        }
+        foreach (var dir in Directory.GetDirectories(tasks))
+        {
+            string stat;
+            try
+            {
+                stat = File.ReadAllText(Path.Combine(dir, "stat"));
+            }
+            catch (IOException)
+            {
+                continue; // the thread ended meanwhile
+            }
+            var name = stat[(stat.IndexOf('(') + 1)..stat.LastIndexOf(')')];
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            // utime and stime (fields 14 and 15 of stat), in clock ticks of 1/100 s.
+            var seconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
+            if (name.StartsWith("decode ", StringComparison.Ordinal) || name.StartsWith("engine-worker", StringComparison.Ordinal))
+            {
+                engine += seconds;
+            }
+            else if (name.Contains("Tiered", StringComparison.Ordinal))
+            {
+                jit += seconds;
+            }
+            else
+            {
+                rest += seconds;
+            }
+        }
+        return (engine, jit, rest);
+    }
 
     /// <summary>CPU seconds the service process has used so far (all its threads).</summary>
     public double Cpu()
