@@ -154,7 +154,7 @@ try
             // The service's own threads outside the decode loop (gRPC, Kestrel, the stream writers): the serving work a
             // token costs beyond the engine's, as a share of the engine's CPU per token. The JIT's share is printed apart.
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceRestCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {eight.ServiceRestCpuMsPerToken / engineRuns[8].CpuMsPerToken * 100:0.0}% of the engine's |"));
+                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceServingCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {eight.ServiceServingCpuMsPerToken / engineRuns[8].CpuMsPerToken * 100:0.0}% of the engine's |"));
         }
     }
     Console.WriteLine();
@@ -232,12 +232,13 @@ static async Task<Run> RunServiceAsync(BenchServer server, string model, string 
     var results = await Task.WhenAll(calls);
     var wall = results.Max(r => r.Last).TotalSeconds;
     var total = results.Sum(r => r.Tokens);
+    var threadsAfter = server.ThreadCpu();
     var decodeRate = n == 1 ? (results[0].Tokens - 1) / (results[0].Last - results[0].First).TotalSeconds : 0;
     return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99))
     {
         CpuMsPerToken = (server.Cpu() - serviceCpu) * 1000 / total,
-        ServiceRestCpuMsPerToken = (server.ThreadCpu().Serving - threads.Serving) * 1000 / total,
-        ServiceJitCpuMsPerToken = (server.ThreadCpu().Jit - threads.Jit) * 1000 / total,
+        ServiceServingCpuMsPerToken = (threadsAfter.Serving - threads.Serving) * 1000 / total,
+        ServiceJitCpuMsPerToken = (threadsAfter.Jit - threads.Jit) * 1000 / total,
         ClientCpuMsPerToken = (ProcessCpu() - cpu) * 1000 / total,
     };
 }
@@ -413,7 +414,7 @@ internal sealed record Run(double Aggregate, double DecodeRate, double P50, doub
     public double CpuMsPerToken { get; init; }
 
     /// <summary>CPU time per token of the service's threads besides the decode loop, its pool workers and the JIT (gRPC, Kestrel, stream writers).</summary>
-    public double ServiceRestCpuMsPerToken { get; init; }
+    public double ServiceServingCpuMsPerToken { get; init; }
 
     /// <summary>CPU time per token of the service's background JIT compiler.</summary>
     public double ServiceJitCpuMsPerToken { get; init; }
@@ -428,17 +429,17 @@ internal sealed class BenchServer(Process process, GrpcChannel channel) : IAsync
     public InferenceClient Client { get; } = new(channel.CreateCallInvoker());
 
     /// <summary>
-    /// CPU seconds so far of the service's threads by role, from /proc/PID/task (zeros where there is no /proc): the
-    /// decode loop and the engine's pool workers; the JIT's background compiler; everything else (Kestrel, gRPC, the
-    /// stream writers, timers).
+    /// CPU seconds so far of the service's threads outside the decode loop and the engine's pool workers, from
+    /// /proc/PID/task (zeros where there is no /proc): the JIT's background compiler, and everything else (Kestrel,
+    /// gRPC, the stream writers, timers).
     /// </summary>
-    public (double Engine, double Jit, double Serving) ThreadCpu()
+    public (double Jit, double Serving) ThreadCpu()
     {
-        double engine = 0, jit = 0, rest = 0;
+        double jit = 0, serving = 0;
         var tasks = $"/proc/{process.Id}/task";
         if (!Directory.Exists(tasks))
         {
-            return (0, 0, 0);
+            return (0, 0);
         }
         foreach (var dir in Directory.GetDirectories(tasks))
         {
@@ -457,18 +458,18 @@ internal sealed class BenchServer(Process process, GrpcChannel channel) : IAsync
             var seconds = (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
             if (name.StartsWith("decode ", StringComparison.Ordinal) || name.StartsWith("engine-worker", StringComparison.Ordinal))
             {
-                engine += seconds;
+                continue;
             }
-            else if (name.Contains("Tiered", StringComparison.Ordinal))
+            if (name.Contains("Tiered", StringComparison.Ordinal))
             {
                 jit += seconds;
             }
             else
             {
-                rest += seconds;
+                serving += seconds;
             }
         }
-        return (engine, jit, rest);
+        return (jit, serving);
     }
 
     /// <summary>CPU seconds the service process has used so far (all its threads).</summary>

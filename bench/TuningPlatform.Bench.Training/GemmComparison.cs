@@ -121,7 +121,8 @@ internal static unsafe class GemmComparison
         return (ours, blas);
     }
 
-    private static float[] Filled(long length, int period)
+    /// <summary>A deterministic operand: element i is (i mod period) / 100.</summary>
+    public static float[] Filled(long length, int period)
     {
         var x = new float[length];
         for (var i = 0; i < x.Length; i++)

@@ -279,14 +279,9 @@ static long ProjectionParameters(LlamaConfig c) =>
 
 static double MeasureGemm(int n)
 {
-    var a = new float[n * n];
-    var w = new float[n * n];
+    var a = TuningPlatform.Bench.Training.GemmComparison.Filled(n * n, 13);
+    var w = TuningPlatform.Bench.Training.GemmComparison.Filled(n * n, 7);
     var c = new float[n * n];
-    for (var i = 0; i < a.Length; i++)
-    {
-        a[i] = (i % 13) * 0.01f;
-        w[i] = (i % 7) * 0.01f;
-    }
 
     for (var i = 0; i < 3; i++)
     {
