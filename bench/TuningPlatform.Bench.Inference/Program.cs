@@ -10,7 +10,7 @@
 //   engine:  the same sequences added to a BatchGenerator at once (their prompts prefilled together in the first
 //            step, as the service's decode loop does), stepped to completion on one thread
 // Usage:
-//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds 3]
+//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds 5]
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -47,7 +47,7 @@ var promptTokens = IntArg("--prompt", 128);
 var newTokens = IntArg("--new", 128);
 // Each row is measured this many times, engine and service alternating, and each side keeps its fastest round:
 // a burst of load from other processes on a shared machine then lands on one round, not on one side.
-var rounds = IntArg("--rounds", 3);
+var rounds = IntArg("--rounds", 5);
 var clientCounts = StringArg("--clients", "1,4,8,16").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
 var wanted = StringArg("--shapes", "stories15M,smollm2-135m").Split(',');
 var maxBatch = clientCounts.Max();
@@ -123,38 +123,42 @@ try
             $"| {name} | batch-1 TTFT | {engineSingle.P50:0} ms | {serviceSingle.P50:0} ms | {engineSingle.P50 / serviceSingle.P50:0.00} |"));
         var engineRuns = new Dictionary<int, Run>();
         var serviceRuns = new Dictionary<int, Run>();
+        var pairs = new Dictionary<int, List<(Run Engine, Run Service)>>();
         foreach (var n in clientCounts)
         {
-            var e = RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
-            var s = await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
-            for (var round = 1; round < rounds; round++)
+            pairs[n] = [];
+            for (var round = 0; round < rounds; round++)
             {
-                e = Faster(e, RunEngine(engine, promptIds, options, n, adapters, onAdapters: true));
-                s = Faster(s, await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true));
+                var e = RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
+                var s = await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
+                pairs[n].Add((e, s));
+                engineRuns[n] = round == 0 ? e : Faster(engineRuns[n], e);
+                serviceRuns[n] = round == 0 ? s : Faster(serviceRuns[n], s);
             }
 
-            engineRuns[n] = e;
-            serviceRuns[n] = s;
+            var (be, bs) = (engineRuns[n], serviceRuns[n]);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | {n} clients ({n / 2} on adapters) | {e.Aggregate:0.0} tok/s, TTFT p50 {e.P50:0} / p99 {e.P99:0} ms | {s.Aggregate:0.0} tok/s, TTFT p50 {s.P50:0} / p99 {s.P99:0} ms | {s.Aggregate / e.Aggregate:0.00} |"));
+                $"| {name} | {n} clients ({n / 2} on adapters) | {be.Aggregate:0.0} tok/s, TTFT p50 {be.P50:0} / p99 {be.P99:0} ms | {bs.Aggregate:0.0} tok/s, TTFT p50 {bs.P50:0} / p99 {bs.P99:0} ms | {bs.Aggregate / be.Aggregate:0.00} |"));
         }
         if (serviceRuns.TryGetValue(1, out var one) && serviceRuns.TryGetValue(8, out var eight))
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | scaling 8 vs 1 client | {engineRuns[8].Aggregate / engineRuns[1].Aggregate:0.00}× | {eight.Aggregate / one.Aggregate:0.00}× | |"));
-            var overhead = ((1 / eight.Aggregate) - (1 / engineRuns[8].Aggregate)) / (1 / engineRuns[8].Aggregate);
+                $"| {name} | scaling 8 vs 1 client (fastest rounds) | {engineRuns[8].Aggregate / engineRuns[1].Aggregate:0.00}× | {eight.Aggregate / one.Aggregate:0.00}× | |"));
+            // The overheads compare each service round with the engine round just before it (the host's speed drifts
+            // by tens of percent within minutes, so rounds far apart are not comparable), and report the median
+            // over the rounds with their range.
+            var paired = pairs[8];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | service overhead per token, 8 clients | | {overhead * 100:0.0}% | |"));
+                $"| {name} | service overhead per token, 8 clients (wall) | | {Median(paired, p => (p.Engine.Aggregate / p.Service.Aggregate) - 1)} | |"));
             // The same in CPU time: the service process's (all its threads: decode, gRPC, Kestrel) against the engine's,
             // the client's apart. Steadier than wall time when the host's speed drifts, and it counts what the service
             // costs even where a spare core would hide it.
-            var cpuOverhead = (eight.CpuMsPerToken - engineRuns[8].CpuMsPerToken) / engineRuns[8].CpuMsPerToken;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms in the service process (client {eight.ClientCpuMsPerToken:0.000} ms apart) | {cpuOverhead * 100:+0.0;-0.0}% |"));
+                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms in the service process (client {eight.ClientCpuMsPerToken:0.000} ms apart) | {Median(paired, p => (p.Service.CpuMsPerToken / p.Engine.CpuMsPerToken) - 1)} |"));
             // The service's own threads outside the decode loop (gRPC, Kestrel, the stream writers): the serving work a
             // token costs beyond the engine's, as a share of the engine's CPU per token. The JIT's share is printed apart.
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceServingCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {eight.ServiceServingCpuMsPerToken / engineRuns[8].CpuMsPerToken * 100:0.0}% of the engine's |"));
+                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceServingCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {Median(paired, p => p.Service.ServiceServingCpuMsPerToken / p.Engine.CpuMsPerToken)} of the engine's |"));
         }
     }
     Console.WriteLine();
@@ -163,6 +167,14 @@ try
 finally
 {
     Directory.Delete(work, recursive: true);
+}
+
+// The median of a per-round ratio over paired rounds, as a signed percentage with the range of the rounds.
+static string Median(List<(Run Engine, Run Service)> pairs, Func<(Run Engine, Run Service), double> ratio)
+{
+    var values = pairs.Select(ratio).Order().ToList();
+    var median = values.Count % 2 == 1 ? values[values.Count / 2] : (values[(values.Count / 2) - 1] + values[values.Count / 2]) / 2;
+    return string.Create(CultureInfo.InvariantCulture, $"{median * 100:+0.0;-0.0}% (median of {values.Count} rounds, {values[0] * 100:+0.0;-0.0}% to {values[^1] * 100:+0.0;-0.0}%)");
 }
 
 // The round with the higher aggregate rate (batch-1 rows: the higher decode rate).

@@ -18,10 +18,11 @@ public sealed class InferenceOptions
     /// prompt continues over the next steps, so sequences already decoding wait at most one such chunk. Default 512.</summary>
     public int PrefillTokensPerStep { get; set; } = 512;
 
-    /// <summary>When a request arrives at an idle model, how long the decode loop waits for others arriving with it
-    /// before its first step, in milliseconds, so that requests sent together are prefilled together (as one batched
-    /// forward) instead of the first alone and the rest a step later. It ends early when the batch is full. Only an
-    /// idle model waits: requests that reach a running batch join it at the next step. 0 starts at once. Default 2.</summary>
+    /// <summary>When a request arrives at an idle model, the decode loop waits for others arriving with it before its
+    /// first step, so that requests sent together are prefilled together (as one batched forward) instead of the first
+    /// alone and the rest a step later: until no request has arrived for this many milliseconds (each arrival restarts
+    /// the window), at most four windows in all, ending early when the batch is full. Only an idle model waits:
+    /// requests that reach a running batch join it at the next step. 0 starts at once. Default 2.</summary>
     public int AdmissionWindowMs { get; set; } = 2;
 
     /// <summary>How long a streamed message waits for more deltas after its first (up to 4 deltas a message), in

@@ -111,6 +111,27 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Generate_AdmissionWindow_RestartsAtEachArrival()
+    {
+        // A 200 ms window that each arrival restarts: B comes 150 ms after A and C 150 ms after B, so the model waits
+        // until 200 ms after C (500 ms after A) and the three share the first step. A window fixed at A's arrival would
+        // have started A at 200 ms, before C came.
+        await using var server = await InferenceServer.StartAsync(new() { ["Inference:AdmissionWindowMs"] = "200" });
+        await server.Client.GenerateAsync(Completion("warm", 1), Options);
+        await Task.Delay(200, Ct);
+        var a = server.Client.GenerateAsync(Completion("Once upon a time", 4), Options);
+        await Task.Delay(150, Ct);
+        var b = server.Client.GenerateAsync(Completion("Tom had a", 4), Options);
+        await Task.Delay(150, Ct);
+        var c = await server.Client.GenerateAsync(Completion("The dog", 4), Options);
+        var ttftA = (await a).Usage.TimeToFirstTokenMs;
+        var ttftB = (await b).Usage.TimeToFirstTokenMs;
+        var ttftC = c.Usage.TimeToFirstTokenMs;
+        Assert.InRange(ttftA, 480, 5000);
+        Assert.True(ttftB < ttftA - 75 && ttftC < ttftB - 75, $"first tokens {ttftA:0}, {ttftB:0}, {ttftC:0} ms after each arrival: the three should share the first step");
+    }
+
+    [Fact]
     public async Task Generate_FourConcurrentRequests_SameTextsAsOneAtATime()
     {
         await using var server = await InferenceServer.StartAsync();

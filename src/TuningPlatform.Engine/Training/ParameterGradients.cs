@@ -12,7 +12,7 @@ public sealed class ParameterGradients
     public ParameterGradients(ParameterStore store)
     {
         Store = store;
-        Data = new float[store.Data.Length];
+        Data = new float[store.Data.Count];
     }
 
     /// <summary>The parameters these are gradients of.</summary>

@@ -84,9 +84,9 @@ public sealed record InitSource(string Id, string JobId, string BaseModelId, boo
         var model = LlamaModel.LoadHf(baseModelDirectory);
         using var file = SafeTensorsFile.Open(StateFile!);
         var parameters = model.Parameters.Data;
-        if (file.Tensors.GetValueOrDefault("parameters") is not { } info || info.ElementCount != parameters.Length)
+        if (file.Tensors.GetValueOrDefault("parameters") is not { } info || info.ElementCount != parameters.Count)
         {
-            throw new ModelFormatException(StateFile!, $"the checkpoint's parameters do not fit the base model ({parameters.Length} weights)");
+            throw new ModelFormatException(StateFile!, $"the checkpoint's parameters do not fit the base model ({parameters.Count} weights)");
         }
         file.ReadAsFloat32("parameters", parameters);
         return model;

@@ -134,7 +134,7 @@ public sealed class FastKernelTests
         var matrix = store.Add("w", 7, 11);
         var vector = store.Add("norm", 5);
         store.Allocate();
-        NumericAssert.Random(store.Data.Length, 1).CopyTo(store.Data, 0);
+        NumericAssert.Random(store.Data.Count, 1).CopyTo(store.Data.AsSpan());
         var grads = new ParameterGradients(store);
         var adam = new AdamW(grads, new AdamWOptions { WeightDecay = 0.1 });
         var p = store.Data.Select(x => (double)x).ToArray();

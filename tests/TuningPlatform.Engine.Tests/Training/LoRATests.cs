@@ -114,7 +114,7 @@ public sealed class LoRATests
             var loaded = LoRAAdapter.Load(dir, model);
             using var json = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "adapter_config.json")));
 
-            Assert.Equal(adapter.Parameters.Data, loaded.Parameters.Data);
+            Assert.Equal(adapter.Parameters.Data.ToArray(), loaded.Parameters.Data.ToArray());
             Assert.Equal(3, json.RootElement.GetProperty("r").GetInt32());
             Assert.Equal(6, json.RootElement.GetProperty("lora_alpha").GetDouble());
             Assert.Equal("LORA", json.RootElement.GetProperty("peft_type").GetString());
@@ -152,7 +152,7 @@ public sealed class LoRATests
     public void TrainStep_LoRAOnAllLinear_LowersLossAndFreezesBase()
     {
         var model = TrainingFixtures.Model("qwen2-untied");
-        var before = (float[])model.Parameters.Data.Clone();
+        var before = model.Parameters.Data.ToArray();
         var batch = TrainingFixtures.Batch("qwen2-untied");
         var adapter = LoRAAdapter.Create(model, new LoRAConfig { TargetModules = LoRAConfig.AllLinear, Rank = 4, Alpha = 8 }, seed: 11);
         var graph = new LlamaTrainingModel(model, batch.Batch, batch.Sequence, null, adapter.Projections());
@@ -161,6 +161,6 @@ public sealed class LoRATests
         var losses = Enumerable.Range(0, 8).Select(_ => trainer.TrainStep([batch]).Loss).ToArray();
 
         Assert.True(losses[^1] < 0.9 * losses[0], $"LoRA loss should fall: {string.Join(", ", losses)}");
-        Assert.Equal(before, model.Parameters.Data);
+        Assert.Equal(before, model.Parameters.Data.ToArray());
     }
 }

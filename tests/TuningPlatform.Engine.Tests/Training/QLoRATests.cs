@@ -125,7 +125,7 @@ public sealed class QLoRATests
         Assert.All(projections, p => Assert.Equal(ParameterDType.Nf4, p.DType));
         var perWeight = (double)projections.Sum(p => p.ByteSize) / projections.Sum(p => p.Length);
         Assert.InRange(perWeight, 0.5, 0.6);
-        Assert.Equal(dense.Parameters.Data.Length - projections.Sum(p => p.Length), quantised.Parameters.Data.Length);
+        Assert.Equal(dense.Parameters.Data.Count - projections.Sum(p => p.Length), quantised.Parameters.Data.Count);
 
         // The default frozen base of an NF4 model is NF4; it equals quantising the fp32 weights after loading.
         var loadGraph = new LlamaTrainingModel(quantised, batch.Batch, batch.Sequence, null, fromLoad.Projections());

@@ -39,8 +39,8 @@ public sealed class AdamW
         _gradients = gradients;
         _store = gradients.Store;
         Options = options ?? new AdamWOptions();
-        M = new float[_store.Data.Length];
-        V = new float[_store.Data.Length];
+        M = new float[_store.Data.Count];
+        V = new float[_store.Data.Count];
         _ranges = _store.Parameters
             .Where(p => p.DType == ParameterDType.Float32)
             .GroupBy(p => p.Offset)

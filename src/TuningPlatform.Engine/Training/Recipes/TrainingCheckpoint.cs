@@ -28,7 +28,7 @@ public static class TrainingCheckpoint
     public static void Save(string path, Trainer trainer, TrainingCursor cursor)
     {
         var parameters = trainer.Trainable.Store.Data;
-        var n = (long)parameters.Length;
+        var n = (long)parameters.Count;
         var metadata = new Dictionary<string, string>
         {
             ["format"] = Format,
@@ -61,10 +61,10 @@ public static class TrainingCheckpoint
 
         var parameters = trainer.Trainable.Store.Data;
         var info = file.Tensors.GetValueOrDefault("parameters");
-        if (info is null || info.ElementCount != parameters.Length)
+        if (info is null || info.ElementCount != parameters.Count)
         {
             throw new ModelFormatException(path,
-                $"checkpoint holds {info?.ElementCount ?? 0} trained parameters but this trainer has {parameters.Length}; resume with the same model, method and adapter settings");
+                $"checkpoint holds {info?.ElementCount ?? 0} trained parameters but this trainer has {parameters.Count}; resume with the same model, method and adapter settings");
         }
 
         var layers = LoRALayers(trainer);
