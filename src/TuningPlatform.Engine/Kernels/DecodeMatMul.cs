@@ -172,7 +172,28 @@ public static unsafe class DecodeMatMul
             var j = j0;
             for (; j + 4 <= j1; j += 4)
             {
-                for (var r0 = 0; r0 < M; r0 += 4)
+                // Groups of 8 A rows take the tile 4 W rows at a time as two 2 × 8 tiles: each W vector loaded feeds
+                // 8 FMAs, so W streams from memory while the first group's FMAs run. With two 4 × 4 tiles instead, the
+                // first read W from memory and the second ran its FMAs after, and the step at 8 rows took the sum of
+                // both times rather than the larger.
+                var r0 = 0;
+                for (; r0 + 8 <= M; r0 += 8)
+                {
+                    var a = A + ((long)r0 * AStride);
+                    var c = C + ((long)r0 * N);
+                    if (r0 == 0)
+                    {
+                        Tile8<TW, Ahead>(a, w, c, j);
+                        Tile8<TW, Ahead>(a, w, c, j + 2);
+                    }
+                    else
+                    {
+                        Tile8<TW, InCache>(a, w, c, j);
+                        Tile8<TW, InCache>(a, w, c, j + 2);
+                    }
+                }
+
+                for (; r0 < M; r0 += 4)
                 {
                     var a = A + ((long)r0 * AStride);
                     var c = C + ((long)r0 * N);
@@ -330,6 +351,80 @@ public static unsafe class DecodeMatMul
             {
                 Store<TW>(a3, w, c + (3L * N), j, cols, c30, c31, c32, c33);
             }
+        }
+
+        // C[0..8, j..j+2]: two W rows × eight A rows in 16 Vector512 accumulators, each over K in 16-float steps
+        // like Tile's, and stored through the same reduction, so a row's result is the same to the bit whichever
+        // tile computed it.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Tile8<TW, TP>(float* a, void* w, float* c, int j)
+            where TW : struct, IWeights
+            where TP : struct, IPrefetch
+        {
+            var k = K;
+            var k16 = (nint)(k & ~15);
+            var rowBytes = (long)k * TW.Size;
+            var w0 = (byte*)w + (j * rowBytes);
+            var pw = w0;
+            var endW = w0 + (k16 * TW.Size);
+            var ws = (nint)rowBytes;
+            var pa = (byte*)a;
+            var @as = (nint)AStride * sizeof(float);
+            var as3 = 3 * @as;
+            var pa4 = pa + (4 * @as);
+            // The next two W rows, as Tile prefetches the next four.
+            var next = w0 + (2 * rowBytes);
+            Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default;
+            Vector512<float> c20 = default, c21 = default, c30 = default, c31 = default;
+            Vector512<float> c40 = default, c41 = default, c50 = default, c51 = default;
+            Vector512<float> c60 = default, c61 = default, c70 = default, c71 = default;
+            for (; pw < endW; pw += 16 * TW.Size, pa += 16 * sizeof(float), pa4 += 16 * sizeof(float))
+            {
+                if (TP.Enabled)
+                {
+                    Sse.Prefetch0(next);
+                    Sse.Prefetch0(next + ws);
+                    next += 16 * TW.Size;
+                }
+
+                var v0 = TW.Load(pw);
+                var v1 = TW.Load(pw + ws);
+                var x = Vector512.Load((float*)pa);
+                c00 = Vector512.FusedMultiplyAdd(x, v0, c00);
+                c01 = Vector512.FusedMultiplyAdd(x, v1, c01);
+                x = Vector512.Load((float*)(pa + @as));
+                c10 = Vector512.FusedMultiplyAdd(x, v0, c10);
+                c11 = Vector512.FusedMultiplyAdd(x, v1, c11);
+                x = Vector512.Load((float*)(pa + (2 * @as)));
+                c20 = Vector512.FusedMultiplyAdd(x, v0, c20);
+                c21 = Vector512.FusedMultiplyAdd(x, v1, c21);
+                x = Vector512.Load((float*)(pa + as3));
+                c30 = Vector512.FusedMultiplyAdd(x, v0, c30);
+                c31 = Vector512.FusedMultiplyAdd(x, v1, c31);
+                x = Vector512.Load((float*)pa4);
+                c40 = Vector512.FusedMultiplyAdd(x, v0, c40);
+                c41 = Vector512.FusedMultiplyAdd(x, v1, c41);
+                x = Vector512.Load((float*)(pa4 + @as));
+                c50 = Vector512.FusedMultiplyAdd(x, v0, c50);
+                c51 = Vector512.FusedMultiplyAdd(x, v1, c51);
+                x = Vector512.Load((float*)(pa4 + (2 * @as)));
+                c60 = Vector512.FusedMultiplyAdd(x, v0, c60);
+                c61 = Vector512.FusedMultiplyAdd(x, v1, c61);
+                x = Vector512.Load((float*)(pa4 + as3));
+                c70 = Vector512.FusedMultiplyAdd(x, v0, c70);
+                c71 = Vector512.FusedMultiplyAdd(x, v1, c71);
+            }
+
+            var zero = Vector512<float>.Zero;
+            var stride = AStride;
+            Store<TW>(a, w, c, j, 2, c00, c01, zero, zero);
+            Store<TW>(a + stride, w, c + N, j, 2, c10, c11, zero, zero);
+            Store<TW>(a + (2L * stride), w, c + (2L * N), j, 2, c20, c21, zero, zero);
+            Store<TW>(a + (3L * stride), w, c + (3L * N), j, 2, c30, c31, zero, zero);
+            Store<TW>(a + (4L * stride), w, c + (4L * N), j, 2, c40, c41, zero, zero);
+            Store<TW>(a + (5L * stride), w, c + (5L * N), j, 2, c50, c51, zero, zero);
+            Store<TW>(a + (6L * stride), w, c + (6L * N), j, 2, c60, c61, zero, zero);
+            Store<TW>(a + (7L * stride), w, c + (7L * N), j, 2, c70, c71, zero, zero);
         }
 
         // C[r, j..j+cols] = Reduce4(accumulators) + the K % 16 tail in order + bias (a: row r of A, c: row r of C).
