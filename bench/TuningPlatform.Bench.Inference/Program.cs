@@ -10,7 +10,7 @@
 //   engine:  the same sequences added to a BatchGenerator at once (their prompts prefilled together in the first
 //            step, as the service's decode loop does), stepped to completion on one thread
 // Usage:
-//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds 5 --overhead-rounds 11]
+//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds 7]
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -45,12 +45,9 @@ if (StringArg("--serve", "") is { Length: > 0 } serveWork)
 
 var promptTokens = IntArg("--prompt", 128);
 var newTokens = IntArg("--new", 128);
-// Each row is measured this many times, engine and service alternating, and each side keeps its fastest round:
-// a burst of load from other processes on a shared machine then lands on one round, not on one side.
-var rounds = IntArg("--rounds", 5);
-// The 8-client row, whose paired rounds give the overhead figures, is measured this many times: single rounds swing by
-// ±30% with the host's speed, so the median needs more of them than the other rows' best-of.
-var overheadRounds = Math.Max(rounds, IntArg("--overhead-rounds", 11));
+// Each row is measured this many times, engine and service alternating: the rate columns keep each side's fastest
+// round, the ratios are medians over the rounds of ratios within a round.
+var rounds = IntArg("--rounds", 7);
 var clientCounts = StringArg("--clients", "1,4,8,16").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
 var wanted = StringArg("--shapes", "stories15M,smollm2-135m").Split(',');
 var maxBatch = clientCounts.Max();
@@ -104,13 +101,16 @@ try
         {
             await client.LoadAdapterAsync(new LoadAdapterRequest { Path = $"{name}-{i}", AdapterId = $"{name}-{i}", BaseModelId = name, Pinned = true }, Call());
         }
-        // Warm-up (JIT, buffers) on both sides: a short single request, then one whole round at the largest client
-        // count, so that the measured rounds run tier-1 code in both processes (a fresh process's tiered JIT
-        // otherwise compiles during them, on the same two cores).
+        // Warm-up (JIT, buffers) on both sides: a short single request, then one whole untimed round at every client
+        // count (each batch size runs its own kernel shapes), so that the measured rounds run tier-1 code in both
+        // processes (a fresh process's tiered JIT otherwise compiles during them, on the same two cores).
         RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, 1, adapters, onAdapters: false);
         await RunServiceAsync(server, name, prompt, 8, 1, onAdapters: false);
-        RunEngine(engine, promptIds, options, maxBatch, adapters, onAdapters: true);
-        await RunServiceAsync(server, name, prompt, newTokens, maxBatch, onAdapters: true);
+        foreach (var n in clientCounts)
+        {
+            RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
+            await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
+        }
 
         var engineSingle = RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false);
         var serviceSingle = await RunServiceAsync(server, name, prompt, newTokens, 1, onAdapters: false);
@@ -124,44 +124,48 @@ try
             $"| {name} | batch-1 decode | {engineSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate / engineSingle.DecodeRate:0.00} |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"| {name} | batch-1 TTFT | {engineSingle.P50:0} ms | {serviceSingle.P50:0} ms | {engineSingle.P50 / serviceSingle.P50:0.00} |"));
-        var engineRuns = new Dictionary<int, Run>();
-        var serviceRuns = new Dictionary<int, Run>();
-        var pairs = new Dictionary<int, List<(Run Engine, Run Service)>>();
+        // Every round measures every client count, engine and service alternating, so that the ratios below can
+        // compare runs taken seconds apart: the host's speed drifts by tens of percent within minutes, and rows
+        // measured one after the other (all rounds of 1 client, then all of 8) put that drift into the scaling.
+        var engineRounds = clientCounts.ToDictionary(n => n, _ => new List<Run>());
+        var serviceRounds = clientCounts.ToDictionary(n => n, _ => new List<Run>());
+        for (var round = 0; round < rounds; round++)
+        {
+            foreach (var n in clientCounts)
+            {
+                engineRounds[n].Add(RunEngine(engine, promptIds, options, n, adapters, onAdapters: true));
+                serviceRounds[n].Add(await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true));
+            }
+        }
+
         foreach (var n in clientCounts)
         {
-            pairs[n] = [];
-            for (var round = 0; round < (n == 8 ? overheadRounds : rounds); round++)
-            {
-                var e = RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
-                var s = await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
-                pairs[n].Add((e, s));
-                engineRuns[n] = round == 0 ? e : Faster(engineRuns[n], e);
-                serviceRuns[n] = round == 0 ? s : Faster(serviceRuns[n], s);
-            }
-
-            var (be, bs) = (engineRuns[n], serviceRuns[n]);
+            var be = engineRounds[n].Aggregate(Faster);
+            var bs = serviceRounds[n].Aggregate(Faster);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | {n} clients ({n / 2} on adapters) | {be.Aggregate:0.0} tok/s, TTFT p50 {be.P50:0} / p99 {be.P99:0} ms | {bs.Aggregate:0.0} tok/s, TTFT p50 {bs.P50:0} / p99 {bs.P99:0} ms | {bs.Aggregate / be.Aggregate:0.00} |"));
         }
-        if (serviceRuns.TryGetValue(1, out var one) && serviceRuns.TryGetValue(8, out var eight))
+
+        if (clientCounts.Contains(1) && clientCounts.Contains(8))
         {
+            // Medians over the rounds of ratios between runs of the same round, with their range.
+            var e1 = engineRounds[1];
+            var e8 = engineRounds[8];
+            var s1 = serviceRounds[1];
+            var s8 = serviceRounds[8];
+            var r = Enumerable.Range(0, rounds).ToList();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | scaling 8 vs 1 client (fastest rounds) | {engineRuns[8].Aggregate / engineRuns[1].Aggregate:0.00}× | {eight.Aggregate / one.Aggregate:0.00}× | |"));
-            // The overheads compare each service round with the engine round just before it (the host's speed drifts
-            // by tens of percent within minutes, so rounds far apart are not comparable), and report the median
-            // over the rounds with their range.
-            var paired = pairs[8];
+                $"| {name} | scaling 8 vs 1 client | {Median(r.Select(i => e8[i].Aggregate / e1[i].Aggregate), "×")} | {Median(r.Select(i => s8[i].Aggregate / s1[i].Aggregate), "×")} | |"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | service overhead per token, 8 clients (wall) | | {Median(paired, p => (p.Engine.Aggregate / p.Service.Aggregate) - 1)} | |"));
+                $"| {name} | service overhead per token, 8 clients (wall) | | {Median(r.Select(i => (e8[i].Aggregate / s8[i].Aggregate) - 1), "%")} | |"));
             // The same in CPU time: the service process's (all its threads: decode, gRPC, Kestrel) against the engine's,
-            // the client's apart. Steadier than wall time when the host's speed drifts, and it counts what the service
-            // costs even where a spare core would hide it.
+            // the client's apart. It counts what the service costs even where a spare core would hide it.
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | CPU per token, 8 clients | {engineRuns[8].CpuMsPerToken:0.000} ms | {eight.CpuMsPerToken:0.000} ms in the service process (client {eight.ClientCpuMsPerToken:0.000} ms apart) | {Median(paired, p => (p.Service.CpuMsPerToken / p.Engine.CpuMsPerToken) - 1)} |"));
+                $"| {name} | CPU per token, 8 clients (medians) | {Median(r.Select(i => e8[i].CpuMsPerToken), " ms", range: false)} | {Median(r.Select(i => s8[i].CpuMsPerToken), " ms", range: false)} in the service process (client {Median(r.Select(i => s8[i].ClientCpuMsPerToken), " ms", range: false)} apart) | {Median(r.Select(i => (s8[i].CpuMsPerToken / e8[i].CpuMsPerToken) - 1), "%")} |"));
             // The service's own threads outside the decode loop (gRPC, Kestrel, the stream writers): the serving work a
             // token costs beyond the engine's, as a share of the engine's CPU per token. The JIT's share is printed apart.
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | service threads besides the decode loop, 8 clients | | {eight.ServiceServingCpuMsPerToken:0.000} ms per token (JIT {eight.ServiceJitCpuMsPerToken:0.000} ms) | {Median(paired, p => p.Service.ServiceServingCpuMsPerToken / p.Engine.CpuMsPerToken)} of the engine's |"));
+                $"| {name} | service threads besides the decode loop, 8 clients | | {Median(r.Select(i => s8[i].ServiceServingCpuMsPerToken), " ms", range: false)} per token, median (JIT {Median(r.Select(i => s8[i].ServiceJitCpuMsPerToken), " ms", range: false)}) | {Median(r.Select(i => s8[i].ServiceServingCpuMsPerToken / e8[i].CpuMsPerToken), "%")} of the engine's |"));
         }
     }
     Console.WriteLine();
@@ -172,12 +176,14 @@ finally
     Directory.Delete(work, recursive: true);
 }
 
-// The median of a per-round ratio over paired rounds, as a signed percentage with the range of the rounds.
-static string Median(List<(Run Engine, Run Service)> pairs, Func<(Run Engine, Run Service), double> ratio)
+// The median of per-round values with their range over the rounds: "%" prints signed percentages, anything else
+// the value followed by that unit.
+static string Median(IEnumerable<double> rounds, string unit, bool range = true)
 {
-    var values = pairs.Select(ratio).Order().ToList();
+    var values = rounds.Order().ToList();
     var median = values.Count % 2 == 1 ? values[values.Count / 2] : (values[(values.Count / 2) - 1] + values[values.Count / 2]) / 2;
-    return string.Create(CultureInfo.InvariantCulture, $"{median * 100:+0.0;-0.0}% (median of {values.Count} rounds, {values[0] * 100:+0.0;-0.0}% to {values[^1] * 100:+0.0;-0.0}%)");
+    string F(double v) => unit == "%" ? string.Create(CultureInfo.InvariantCulture, $"{v * 100:+0.0;-0.0}%") : string.Create(CultureInfo.InvariantCulture, $"{v:0.000}{unit}");
+    return range ? $"{F(median)} (median of {values.Count}, {F(values[0])} to {F(values[^1])})" : F(median);
 }
 
 // The round with the higher aggregate rate (batch-1 rows: the higher decode rate).
