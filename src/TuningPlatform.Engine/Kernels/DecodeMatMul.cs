@@ -8,10 +8,11 @@
 // Decode is bound by reading W, so every W element should be loaded once per step whatever M is, and each load
 // should feed as many FMAs as possible. MatMul.MatVec streams W once too, but runs M separate dot products per W
 // row (each with its own reduction), so at M = 8 it cost about 7× M = 1 (and M > 8 went to the GEMM, which packs
-// all of W every call). Here a register tile of 4 W rows × up
-// to 4 A rows keeps up to 16 Vector512 accumulators: each 16-float step loads 4 W vectors and up to 4 A vectors
-// (L1) for up to 16 FMAs; each group of A rows takes the tile of its exact size, and W rows past a multiple of 4
-// go through a 1-W-row tile with the same per-element order. Every C[r, j] is one accumulator over K in 16-float
+// all of W every call). Here groups of 8 A rows take a register tile of 2 W rows × 8 A rows, and the remaining rows
+// a tile of 4 W rows × up to 4 A rows: 16 Vector512 accumulators either way, each 16-float step loading 2 or 4 W
+// vectors and up to 8 A vectors (L1) for up to 16 FMAs; W rows past a multiple of 4 go through a 1-W-row tile with
+// the same per-element order. A is copied into a 64-byte-aligned buffer and the parameter store aligns W, so no load
+// straddles two cache lines. Every C[r, j] is one accumulator over K in 16-float
 // steps, reduced by one fixed tree (Reduce4), then the K % 16 tail in scalar order, so it does not depend on M, on r or on
 // which tile j falls in: a sequence gets the same logits whichever others share its step.
 // W rows are split across the worker pool. Without AVX-512 (or with K < 16) it falls back to MatMul.Forward.
@@ -227,9 +228,9 @@ public static unsafe class DecodeMatMul
 
         // C[0..TR, j..j+cols] for TR A rows and cols (1 or 4) W rows: one Vector512 accumulator per element over K in
         // 16-float steps. The generic arguments are structs, so the JIT compiles one copy per shape with the unused
-        // rows' code removed. Every row has its own base pointer and one index walks them all: with the row offsets
-        // kept as numbers, the JIT spilled three of them and reloaded each per step (about 60 instructions a step
-        // for 16 FMAs), and the 4 × 4 tile ran at 85–145 GFLOP/s on two cores where the FMAs allow about 300.
+        // rows' code removed. With the W row offsets kept as numbers, the JIT spilled three of them and reloaded each
+        // per step (about 60 instructions a step for 16 FMAs), and the 4 × 4 tile ran at 85–145 GFLOP/s on two cores
+        // where the FMAs allow about 300; the loop below keeps every address in a register.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Tile<TR, TW, TP>(float* a, void* w, float* c, int j, int cols)
             where TR : struct, IRows
