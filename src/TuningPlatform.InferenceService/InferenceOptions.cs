@@ -21,7 +21,8 @@ public sealed class InferenceOptions
     /// <summary>When a request arrives at an idle model, the decode loop waits for others arriving with it before its
     /// first step, so that requests sent together are prefilled together (as one batched forward) instead of the first
     /// alone and the rest a step later: until no request has arrived for this many milliseconds (each arrival restarts
-    /// the window), at most four windows in all, ending early when the batch is full. Only an idle model waits:
+    /// the window), at most four windows in all, ending early when the batch is full or when the queued prompts fill the
+    /// first prefill step (<see cref="PrefillTokensPerStep"/>). Only an idle model waits:
     /// requests that reach a running batch join it at the next step. 0 starts at once. Default 2.</summary>
     public int AdmissionWindowMs { get; set; } = 2;
 

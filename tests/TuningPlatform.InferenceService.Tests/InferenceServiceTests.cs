@@ -132,6 +132,23 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task Generate_AdmissionWindow_EndsWhenThePromptsFillAPrefillStep()
+    {
+        // A prompt that fills the first prefill step on its own (4 tokens a step here) does not wait for companions:
+        // any would be prefilled a step later anyway. Its first token comes well inside the 400 ms window.
+        await using var server = await InferenceServer.StartAsync(new()
+        {
+            ["Inference:AdmissionWindowMs"] = "400",
+            ["Inference:PrefillTokensPerStep"] = "4",
+        });
+        await server.Client.GenerateAsync(Completion("warm", 1), Options);
+        await Task.Delay(200, Ct);
+        var response = await server.Client.GenerateAsync(Completion("Once upon a time there was a little girl", 4), Options);
+        Assert.True(response.Usage.PromptTokens >= 4, $"the prompt has {response.Usage.PromptTokens} tokens");
+        Assert.InRange(response.Usage.TimeToFirstTokenMs, 0, 300);
+    }
+
+    [Fact]
     public async Task Generate_FourConcurrentRequests_SameTextsAsOneAtATime()
     {
         await using var server = await InferenceServer.StartAsync();

@@ -100,6 +100,9 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly long _streamIntervalTicks;
     private readonly TimeSpan _admissionWindow;
     private int _queued;
+
+    // Prompt tokens of the generation requests in the queue (what the first prefill step would take).
+    private long _queuedPromptTokens;
     private int _disposed;
 
     public LoadedModel(CatalogEntry entry, PretrainedModel model, InferenceOptions options, bool pinned, ParameterDType dtype = ParameterDType.Float32)
@@ -179,8 +182,11 @@ public sealed class LoadedModel : IAsyncDisposable
             return false;
         }
         LastUsedAt = DateTime.UtcNow;
+        var promptTokens = work is GenerationWork generation ? generation.PromptIds.Length : 0;
+        Interlocked.Add(ref _queuedPromptTokens, promptTokens);
         if (!_queue.Writer.TryWrite(work))
         {
+            Interlocked.Add(ref _queuedPromptTokens, -promptTokens);
             Interlocked.Decrement(ref _queued);
             return false;
         }
@@ -224,7 +230,8 @@ public sealed class LoadedModel : IAsyncDisposable
 
     // The first request at an idle model: wait for requests sent with it, so that one batched prefill takes them all.
     // The wait ends when the queue has been quiet for the admission window (each arrival restarts it), when the batch
-    // is full, or at four windows in all. A client's concurrent calls reach the queue a little apart: on two busy
+    // is full, when the queued prompts fill the first prefill step (later arrivals would be prefilled a step later
+    // anyway), or at four windows in all. A client's concurrent calls reach the queue a little apart: on two busy
     // cores, 8 streams from one client took 3-5 ms to arrive, so a fixed 2 ms window split them into two prefills
     // (the second a step later, at a lower batched rate).
     private void AwaitCompanions(CancellationToken token)
@@ -238,7 +245,8 @@ public sealed class LoadedModel : IAsyncDisposable
         var limit = now + (4 * window);
         var deadline = now + window;
         var seen = Volatile.Read(ref _queued);
-        while (seen < Generator.MaxBatch && now < deadline && !token.IsCancellationRequested)
+        while (seen < Generator.MaxBatch && Volatile.Read(ref _queuedPromptTokens) < Generator.PrefillTokensPerStep
+            && now < deadline && !token.IsCancellationRequested)
         {
             Thread.Sleep(1);
             now = Stopwatch.GetTimestamp();
@@ -256,6 +264,10 @@ public sealed class LoadedModel : IAsyncDisposable
         while (Generator.Active.Count < Generator.MaxBatch && _queue.Reader.TryRead(out var item))
         {
             Interlocked.Decrement(ref _queued);
+            if (item is GenerationWork queued)
+            {
+                Interlocked.Add(ref _queuedPromptTokens, -queued.PromptIds.Length);
+            }
             if (item is IExclusiveWork exclusive)
             {
                 exclusive.Run(this);
