@@ -200,11 +200,11 @@ public static unsafe class DecodeMatMul
                     var c = C + ((long)r0 * N);
                     switch ((M - r0, r0 == 0))
                     {
-                        case (1, _): Tile<Rows1, TW, Ahead>(a, w, c, j, 4); break;
-                        case (2, _): Tile<Rows2, TW, Ahead>(a, w, c, j, 4); break;
-                        case (3, _): Tile<Rows3, TW, Ahead>(a, w, c, j, 4); break;
-                        case (_, true): Tile<Rows4, TW, Ahead>(a, w, c, j, 4); break;
-                        default: Tile<Rows4, TW, InCache>(a, w, c, j, 4); break;
+                        case (1, _): Tile<Count1, TW, Ahead>(a, w, c, j, 4); break;
+                        case (2, _): Tile<Count2, TW, Ahead>(a, w, c, j, 4); break;
+                        case (3, _): Tile<Count3, TW, Ahead>(a, w, c, j, 4); break;
+                        case (_, true): Tile<Count4, TW, Ahead>(a, w, c, j, 4); break;
+                        default: Tile<Count4, TW, InCache>(a, w, c, j, 4); break;
                     }
                 }
             }
@@ -217,10 +217,10 @@ public static unsafe class DecodeMatMul
                     var c = C + ((long)r0 * N);
                     switch (M - r0)
                     {
-                        case 1: Tile<Rows1, TW, InCache>(a, w, c, j, 1); break;
-                        case 2: Tile<Rows2, TW, InCache>(a, w, c, j, 1); break;
-                        case 3: Tile<Rows3, TW, InCache>(a, w, c, j, 1); break;
-                        default: Tile<Rows4, TW, InCache>(a, w, c, j, 1); break;
+                        case 1: Tile<Count1, TW, InCache>(a, w, c, j, 1); break;
+                        case 2: Tile<Count2, TW, InCache>(a, w, c, j, 1); break;
+                        case 3: Tile<Count3, TW, InCache>(a, w, c, j, 1); break;
+                        default: Tile<Count4, TW, InCache>(a, w, c, j, 1); break;
                     }
                 }
             }
@@ -233,7 +233,7 @@ public static unsafe class DecodeMatMul
         // where the FMAs allow about 300; the loop below keeps every address in a register.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Tile<TR, TW, TP>(float* a, void* w, float* c, int j, int cols)
-            where TR : struct, IRows
+            where TR : struct, ICount
             where TW : struct, IWeights
             where TP : struct, IPrefetch
         {
@@ -286,7 +286,7 @@ public static unsafe class DecodeMatMul
                     c01 = Vector512.FusedMultiplyAdd(x, v1, c01);
                     c02 = Vector512.FusedMultiplyAdd(x, v2, c02);
                     c03 = Vector512.FusedMultiplyAdd(x, v3, c03);
-                    if (TR.Count > 1)
+                    if (TR.Value > 1)
                     {
                         x = Vector512.Load((float*)(pa + @as));
                         c10 = Vector512.FusedMultiplyAdd(x, v0, c10);
@@ -295,7 +295,7 @@ public static unsafe class DecodeMatMul
                         c13 = Vector512.FusedMultiplyAdd(x, v3, c13);
                     }
 
-                    if (TR.Count > 2)
+                    if (TR.Value > 2)
                     {
                         x = Vector512.Load((float*)(pa + (2 * @as)));
                         c20 = Vector512.FusedMultiplyAdd(x, v0, c20);
@@ -304,7 +304,7 @@ public static unsafe class DecodeMatMul
                         c23 = Vector512.FusedMultiplyAdd(x, v3, c23);
                     }
 
-                    if (TR.Count > 3)
+                    if (TR.Value > 3)
                     {
                         x = Vector512.Load((float*)(pa + as3));
                         c30 = Vector512.FusedMultiplyAdd(x, v0, c30);
@@ -320,17 +320,17 @@ public static unsafe class DecodeMatMul
                 {
                     var v0 = TW.Load(w0 + (i * TW.Size));
                     c00 = Vector512.FusedMultiplyAdd(Vector512.Load(a + i), v0, c00);
-                    if (TR.Count > 1)
+                    if (TR.Value > 1)
                     {
                         c10 = Vector512.FusedMultiplyAdd(Vector512.Load(a1 + i), v0, c10);
                     }
 
-                    if (TR.Count > 2)
+                    if (TR.Value > 2)
                     {
                         c20 = Vector512.FusedMultiplyAdd(Vector512.Load(a2 + i), v0, c20);
                     }
 
-                    if (TR.Count > 3)
+                    if (TR.Value > 3)
                     {
                         c30 = Vector512.FusedMultiplyAdd(Vector512.Load(a3 + i), v0, c30);
                     }
@@ -338,17 +338,17 @@ public static unsafe class DecodeMatMul
             }
 
             Store<TW>(a, w, c, j, cols, c00, c01, c02, c03);
-            if (TR.Count > 1)
+            if (TR.Value > 1)
             {
                 Store<TW>(a1, w, c + N, j, cols, c10, c11, c12, c13);
             }
 
-            if (TR.Count > 2)
+            if (TR.Value > 2)
             {
                 Store<TW>(a2, w, c + (2L * N), j, cols, c20, c21, c22, c23);
             }
 
-            if (TR.Count > 3)
+            if (TR.Value > 3)
             {
                 Store<TW>(a3, w, c + (3L * N), j, cols, c30, c31, c32, c33);
             }
@@ -460,32 +460,6 @@ public static unsafe class DecodeMatMul
         var t3 = v3.GetLower() + v3.GetUpper();
         var h = Avx.HorizontalAdd(Avx.HorizontalAdd(t0, t1), Avx.HorizontalAdd(t2, t3));
         return h.GetLower() + h.GetUpper();
-    }
-
-    // How many A rows a tile covers, as a type so each tile shape compiles to its own code.
-    private interface IRows
-    {
-        static abstract int Count { get; }
-    }
-
-    private readonly struct Rows1 : IRows
-    {
-        public static int Count => 1;
-    }
-
-    private readonly struct Rows2 : IRows
-    {
-        public static int Count => 2;
-    }
-
-    private readonly struct Rows3 : IRows
-    {
-        public static int Count => 3;
-    }
-
-    private readonly struct Rows4 : IRows
-    {
-        public static int Count => 4;
     }
 
     // Whether a tile prefetches the next tile's W rows (the first group of A rows) or finds its own in L1 (the rest).

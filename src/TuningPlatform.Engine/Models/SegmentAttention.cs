@@ -133,10 +133,10 @@ internal sealed unsafe class SegmentAttention : IParallelJob
             {
                 switch ((dh - c) / 16)
                 {
-                    case 1: WeightedSum<Vectors1>(pv + c, ps, po + c, len, dh); break;
-                    case 2: WeightedSum<Vectors2>(pv + c, ps, po + c, len, dh); break;
-                    case 3: WeightedSum<Vectors3>(pv + c, ps, po + c, len, dh); break;
-                    default: WeightedSum<Vectors4>(pv + c, ps, po + c, len, dh); break;
+                    case 1: WeightedSum<Count1>(pv + c, ps, po + c, len, dh); break;
+                    case 2: WeightedSum<Count2>(pv + c, ps, po + c, len, dh); break;
+                    case 3: WeightedSum<Count3>(pv + c, ps, po + c, len, dh); break;
+                    default: WeightedSum<Count4>(pv + c, ps, po + c, len, dh); break;
                 }
             }
         }
@@ -145,7 +145,7 @@ internal sealed unsafe class SegmentAttention : IParallelJob
     // o[0..16·TV] = Σ_j s[j] · v[j·dh .. j·dh + 16·TV]: even positions into one set of accumulators, odd into
     // another, added at the end (a fixed order, so a row's result does not depend on the other rows of its step).
     private static void WeightedSum<TV>(float* v, float* s, float* o, int len, int dh)
-        where TV : struct, IVectors
+        where TV : struct, ICount
     {
         Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector512<float> b0 = default, b1 = default, b2 = default, b3 = default;
@@ -158,19 +158,19 @@ internal sealed unsafe class SegmentAttention : IParallelJob
             var w1 = Vector512.Create(s[j + 1]);
             a0 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0), a0);
             b0 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(r1), b0);
-            if (TV.Count > 1)
+            if (TV.Value > 1)
             {
                 a1 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 16), a1);
                 b1 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(r1 + 16), b1);
             }
 
-            if (TV.Count > 2)
+            if (TV.Value > 2)
             {
                 a2 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 32), a2);
                 b2 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(r1 + 32), b2);
             }
 
-            if (TV.Count > 3)
+            if (TV.Value > 3)
             {
                 a3 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 48), a3);
                 b3 = Vector512.FusedMultiplyAdd(w1, Vector512.Load(r1 + 48), b3);
@@ -182,63 +182,37 @@ internal sealed unsafe class SegmentAttention : IParallelJob
             var r0 = v + ((long)j * dh);
             var w0 = Vector512.Create(s[j]);
             a0 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0), a0);
-            if (TV.Count > 1)
+            if (TV.Value > 1)
             {
                 a1 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 16), a1);
             }
 
-            if (TV.Count > 2)
+            if (TV.Value > 2)
             {
                 a2 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 32), a2);
             }
 
-            if (TV.Count > 3)
+            if (TV.Value > 3)
             {
                 a3 = Vector512.FusedMultiplyAdd(w0, Vector512.Load(r0 + 48), a3);
             }
         }
 
         (a0 + b0).Store(o);
-        if (TV.Count > 1)
+        if (TV.Value > 1)
         {
             (a1 + b1).Store(o + 16);
         }
 
-        if (TV.Count > 2)
+        if (TV.Value > 2)
         {
             (a2 + b2).Store(o + 32);
         }
 
-        if (TV.Count > 3)
+        if (TV.Value > 3)
         {
             (a3 + b3).Store(o + 48);
         }
-    }
-
-    // How many 16-float vectors of output a WeightedSum call covers, as a type so each count compiles to its own code.
-    private interface IVectors
-    {
-        static abstract int Count { get; }
-    }
-
-    private readonly struct Vectors1 : IVectors
-    {
-        public static int Count => 1;
-    }
-
-    private readonly struct Vectors2 : IVectors
-    {
-        public static int Count => 2;
-    }
-
-    private readonly struct Vectors3 : IVectors
-    {
-        public static int Count => 3;
-    }
-
-    private readonly struct Vectors4 : IVectors
-    {
-        public static int Count => 4;
     }
 
     // Inner products run inside a chunk that already has a thread of the pool.
