@@ -14,6 +14,7 @@ using System.Text.Json;
 using TuningPlatform.Engine.Generation;
 using TuningPlatform.Engine.Kernels;
 using TuningPlatform.Engine.Models;
+using TuningPlatform.Engine.Training.Kernels;
 
 var prompt = IntArg("--prompt", 128);
 var newTokens = IntArg("--new", 256);
@@ -194,16 +195,17 @@ static double MeasureGemm(int n)
         w[i] = (i % 7) * 0.01f;
     }
 
+    // The kernel prefill's products run on (Linear.Forward: PackedGemm through TrainingGemm.NT where AVX-512 is there).
     for (var i = 0; i < 3; i++)
     {
-        MatMul.Gemm(a, w, default, c, n, n, n);
+        TrainingGemm.NT<float>(a, w, c, n, n, n, accumulate: false);
     }
 
     var reps = 0;
     var clock = Stopwatch.StartNew();
     while (clock.Elapsed.TotalSeconds < 1)
     {
-        MatMul.Gemm(a, w, default, c, n, n, n);
+        TrainingGemm.NT<float>(a, w, c, n, n, n, accumulate: false);
         reps++;
     }
 
