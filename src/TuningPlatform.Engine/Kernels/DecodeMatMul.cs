@@ -198,13 +198,13 @@ public static unsafe class DecodeMatMul
                 {
                     var a = A + ((long)r0 * AStride);
                     var c = C + ((long)r0 * N);
-                    switch ((M - r0, r0 == 0))
+                    if (r0 == 0)
                     {
-                        case (1, _): Tile<Count1, TW, Ahead>(a, w, c, j, 4); break;
-                        case (2, _): Tile<Count2, TW, Ahead>(a, w, c, j, 4); break;
-                        case (3, _): Tile<Count3, TW, Ahead>(a, w, c, j, 4); break;
-                        case (_, true): Tile<Count4, TW, Ahead>(a, w, c, j, 4); break;
-                        default: Tile<Count4, TW, InCache>(a, w, c, j, 4); break;
+                        Group<TW, Ahead>(a, w, c, j, M - r0, 4);
+                    }
+                    else
+                    {
+                        Group<TW, InCache>(a, w, c, j, M - r0, 4);
                     }
                 }
             }
@@ -215,14 +215,22 @@ public static unsafe class DecodeMatMul
                 {
                     var a = A + ((long)r0 * AStride);
                     var c = C + ((long)r0 * N);
-                    switch (M - r0)
-                    {
-                        case 1: Tile<Count1, TW, InCache>(a, w, c, j, 1); break;
-                        case 2: Tile<Count2, TW, InCache>(a, w, c, j, 1); break;
-                        case 3: Tile<Count3, TW, InCache>(a, w, c, j, 1); break;
-                        default: Tile<Count4, TW, InCache>(a, w, c, j, 1); break;
-                    }
+                    Group<TW, InCache>(a, w, c, j, M - r0, 1);
                 }
+            }
+        }
+
+        // A group of `rows` A rows (4 or more take the 4-row tile) against cols W rows from j: the tile of its exact size.
+        private void Group<TW, TP>(float* a, void* w, float* c, int j, int rows, int cols)
+            where TW : struct, IWeights
+            where TP : struct, IPrefetch
+        {
+            switch (rows)
+            {
+                case 1: Tile<Count1, TW, TP>(a, w, c, j, cols); break;
+                case 2: Tile<Count2, TW, TP>(a, w, c, j, cols); break;
+                case 3: Tile<Count3, TW, TP>(a, w, c, j, cols); break;
+                default: Tile<Count4, TW, TP>(a, w, c, j, cols); break;
             }
         }
 
