@@ -98,7 +98,7 @@ public sealed class LoadedModel : IAsyncDisposable
     private readonly Thread _thread;
     private readonly int _maxQueue;
     private readonly long _streamIntervalTicks;
-    private readonly TimeSpan _admissionWindow;
+    private readonly long _admissionWindowTicks;
     private int _queued;
 
     // Prompt tokens of the generation requests in the queue (what the first prefill step would take).
@@ -114,7 +114,7 @@ public sealed class LoadedModel : IAsyncDisposable
         ContextLength = Math.Min(options.MaxContext, entry.Config.MaxPositions);
         _maxQueue = options.MaxQueue;
         _streamIntervalTicks = (long)options.StreamIntervalMs * Stopwatch.Frequency / 1000;
-        _admissionWindow = TimeSpan.FromMilliseconds(options.AdmissionWindowMs);
+        _admissionWindowTicks = (long)options.AdmissionWindowMs * Stopwatch.Frequency / 1000;
         _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
         Generator = new BatchGenerator(model.Model, model.Tokenizer, options.MaxBatch, ContextLength, prefillTokensPerStep: options.PrefillTokensPerStep);
         // The KV caches of a full batch count against the memory budget with the weights.
@@ -236,11 +236,11 @@ public sealed class LoadedModel : IAsyncDisposable
     // (the second a step later, at a lower batched rate).
     private void AwaitCompanions(CancellationToken token)
     {
-        if (_admissionWindow <= TimeSpan.Zero || !_queue.Reader.TryPeek(out var first) || first is not GenerationWork)
+        var window = _admissionWindowTicks;
+        if (window <= 0 || !_queue.Reader.TryPeek(out var first) || first is not GenerationWork)
         {
             return;
         }
-        var window = (long)(_admissionWindow.TotalSeconds * Stopwatch.Frequency);
         var now = Stopwatch.GetTimestamp();
         var limit = now + (4 * window);
         var deadline = now + window;
