@@ -106,38 +106,35 @@ try
         // processes (a fresh process's tiered JIT otherwise compiles during them, on the same two cores).
         RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, 1, adapters, onAdapters: false);
         await RunServiceAsync(server, name, prompt, 8, 1, onAdapters: false);
-        foreach (var n in clientCounts)
+        // One client is always measured: its rounds also give the batch-1 rows (with one client no sequence is on an
+        // adapter).
+        var measured = clientCounts.Contains(1) ? clientCounts : [1, .. clientCounts];
+        foreach (var n in measured)
         {
             RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
             await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true);
         }
 
-        var engineSingle = RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false);
-        var serviceSingle = await RunServiceAsync(server, name, prompt, newTokens, 1, onAdapters: false);
-        for (var round = 1; round < rounds; round++)
-        {
-            engineSingle = Faster(engineSingle, RunEngine(engine, promptIds, options, 1, adapters, onAdapters: false));
-            serviceSingle = Faster(serviceSingle, await RunServiceAsync(server, name, prompt, newTokens, 1, onAdapters: false));
-        }
-
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {name} | batch-1 decode | {engineSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate / engineSingle.DecodeRate:0.00} |"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {name} | batch-1 TTFT | {engineSingle.P50:0} ms | {serviceSingle.P50:0} ms | {engineSingle.P50 / serviceSingle.P50:0.00} |"));
         // Every round measures every client count, engine and service alternating, so that the ratios below can
         // compare runs taken seconds apart: the host's speed drifts by tens of percent within minutes, and rows
         // measured one after the other (all rounds of 1 client, then all of 8) put that drift into the scaling.
-        var engineRounds = clientCounts.ToDictionary(n => n, _ => new List<Run>());
-        var serviceRounds = clientCounts.ToDictionary(n => n, _ => new List<Run>());
+        var engineRounds = measured.ToDictionary(n => n, _ => new List<Run>());
+        var serviceRounds = measured.ToDictionary(n => n, _ => new List<Run>());
         for (var round = 0; round < rounds; round++)
         {
-            foreach (var n in clientCounts)
+            foreach (var n in measured)
             {
                 engineRounds[n].Add(RunEngine(engine, promptIds, options, n, adapters, onAdapters: true));
                 serviceRounds[n].Add(await RunServiceAsync(server, name, prompt, newTokens, n, onAdapters: true));
             }
         }
 
+        var engineSingle = engineRounds[1].Aggregate(Faster);
+        var serviceSingle = serviceRounds[1].Aggregate(Faster);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {name} | batch-1 decode | {engineSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate:0.0} tok/s | {serviceSingle.DecodeRate / engineSingle.DecodeRate:0.00} |"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"| {name} | batch-1 TTFT | {engineSingle.P50:0} ms | {serviceSingle.P50:0} ms | {engineSingle.P50 / serviceSingle.P50:0.00} |"));
         foreach (var n in clientCounts)
         {
             var be = engineRounds[n].Aggregate(Faster);
@@ -146,7 +143,7 @@ try
                 $"| {name} | {n} clients ({n / 2} on adapters) | {be.Aggregate:0.0} tok/s, TTFT p50 {be.P50:0} / p99 {be.P99:0} ms | {bs.Aggregate:0.0} tok/s, TTFT p50 {bs.P50:0} / p99 {bs.P99:0} ms | {bs.Aggregate / be.Aggregate:0.00} |"));
         }
 
-        if (clientCounts.Contains(1) && clientCounts.Contains(8))
+        if (clientCounts.Contains(8))
         {
             // Medians over the rounds of ratios between runs of the same round, with their range.
             var e1 = engineRounds[1];
