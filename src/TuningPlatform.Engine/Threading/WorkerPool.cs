@@ -10,8 +10,9 @@ public interface IParallelJob
 /// <summary>
 /// A persistent pool of worker threads for the kernels. Parallel.For over two chunks was measured to run
 /// on one thread in practice (DESIGN §8); here workers spin briefly then sleep on an event, and the
-/// calling thread takes chunks too. A caller that finds the pool busy (nested or concurrent use) runs
-/// its job inline, so the pool can never deadlock.
+/// calling thread takes chunks too. A call returns when its chunks are done, whoever ran them: a worker
+/// that wakes late (descheduled, or still asleep) is not waited for, and finds nothing left. A caller that
+/// finds the pool busy (nested or concurrent use) runs its job inline, so the pool can never deadlock.
 /// </summary>
 public sealed class WorkerPool
 {
@@ -21,8 +22,13 @@ public sealed class WorkerPool
     private readonly Lock _gate = new();
     private IParallelJob? _job;
     private int _chunkCount;
-    private int _nextChunk;
-    private int _pending;
+
+    // The job's generation (high 32 bits, one per call) and its next unclaimed chunk (low 32 bits), claimed by
+    // compare-and-swap: a worker that read an earlier generation's job cannot claim a chunk of a later one.
+    private long _state;
+
+    // Chunks of the current job finished.
+    private int _done;
 
     /// <summary>Creates a pool using <paramref name="threads"/> threads in all (the caller counts as one).</summary>
     public WorkerPool(int threads)
@@ -65,8 +71,9 @@ public sealed class WorkerPool
         {
             _job = job;
             _chunkCount = chunkCount;
-            _nextChunk = 0;
-            _pending = _start.Length;
+            _done = 0;
+            // Publishes the job: a reader of the new generation sees the fields written above.
+            Volatile.Write(ref _state, ((_state >> 32) + 1) << 32);
             foreach (var e in _start)
             {
                 e.Set();
@@ -74,7 +81,7 @@ public sealed class WorkerPool
 
             RunChunks();
             var spin = new SpinWait();
-            while (Volatile.Read(ref _pending) > 0)
+            while (Volatile.Read(ref _done) < chunkCount)
             {
                 spin.SpinOnce(sleep1Threshold: -1);
             }
@@ -87,13 +94,29 @@ public sealed class WorkerPool
         }
     }
 
+    // Claims and runs chunks until none is left. The job and count are read after the state and used only when
+    // the claim succeeds: the claim proves the state was unchanged, so the job was not finished and replaced
+    // meanwhile (a job is replaced only after every chunk has been claimed).
     private void RunChunks()
     {
-        var job = _job!;
-        int c;
-        while ((c = Interlocked.Increment(ref _nextChunk) - 1) < _chunkCount)
+        while (true)
         {
-            job.Execute(c, _chunkCount);
+            var state = Volatile.Read(ref _state);
+            var chunk = (int)(state & uint.MaxValue);
+            var count = _chunkCount;
+            var job = _job;
+            if (chunk >= count)
+            {
+                return;
+            }
+
+            if (Interlocked.CompareExchange(ref _state, state + 1, state) != state)
+            {
+                continue;
+            }
+
+            job!.Execute(chunk, count);
+            Interlocked.Increment(ref _done);
         }
     }
 
@@ -105,7 +128,6 @@ public sealed class WorkerPool
             start.Wait();
             start.Reset();
             RunChunks();
-            Interlocked.Decrement(ref _pending);
         }
     }
 }
