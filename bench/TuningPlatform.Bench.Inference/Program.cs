@@ -48,6 +48,7 @@ var newTokens = IntArg("--new", 128);
 // Each row is measured this many times, engine and service alternating: the rate columns keep each side's fastest
 // round, the ratios are medians over the rounds of ratios within a round.
 var rounds = IntArg("--rounds", 7);
+const int WarmUpRounds = 8;
 var clientCounts = StringArg("--clients", "1,4,8,16").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
 var wanted = StringArg("--shapes", "stories15M,smollm2-135m").Split(',');
 var maxBatch = clientCounts.Max();
@@ -101,14 +102,22 @@ try
         {
             await client.LoadAdapterAsync(new LoadAdapterRequest { Path = $"{name}-{i}", AdapterId = $"{name}-{i}", BaseModelId = name, Pinned = true }, Call());
         }
-        // Warm-up (JIT, buffers) on both sides: a short single request, then one whole untimed round at every client
-        // count (each batch size runs its own kernel shapes), so that the measured rounds run tier-1 code in both
-        // processes (a fresh process's tiered JIT otherwise compiles during them, on the same two cores).
-        RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, 1, adapters, onAdapters: false);
-        await RunServiceAsync(server, name, prompt, 8, 1, onAdapters: false);
+        // Warm-up (JIT, buffers) on both sides, so that the measured rounds run tier-1 code in both processes (a fresh
+        // process's tiered JIT otherwise compiles during them, on the same two cores): short rounds at every client
+        // count until each per-request method has been called well past the tiering thresholds (30 calls to be
+        // instrumented, 30 more to be optimised), then one whole untimed round at every count (each batch size runs
+        // its own kernel shapes).
         // One client is always measured: its rounds also give the batch-1 rows (with one client no sequence is on an
         // adapter).
         var measured = clientCounts.Contains(1) ? clientCounts : [1, .. clientCounts];
+        for (var round = 0; round < WarmUpRounds; round++)
+        {
+            foreach (var n in measured)
+            {
+                RunEngine(engine, promptIds, options with { MaxNewTokens = 8 }, n, adapters, onAdapters: true);
+                await RunServiceAsync(server, name, prompt, 8, n, onAdapters: true);
+            }
+        }
         foreach (var n in measured)
         {
             RunEngine(engine, promptIds, options, n, adapters, onAdapters: true);
@@ -155,6 +164,11 @@ try
                 $"| {name} | scaling 8 vs 1 client | {Median(r.Select(i => e8[i].Aggregate / e1[i].Aggregate), "×")} | {Median(r.Select(i => s8[i].Aggregate / s1[i].Aggregate), "×")} | |"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {name} | service overhead per token, 8 clients (wall) | | {Median(r.Select(i => (e8[i].Aggregate / s8[i].Aggregate) - 1), "%")} | |"));
+            // Time per output token as serving benchmarks define it (the wall from a sequence's first token to its last,
+            // per token after the first), the median sequence of each round: the decode that the service streams,
+            // without the time to first token, whose own rows are above.
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {name} | time per output token (TPOT), 8 clients, median sequence | {Median(r.Select(i => e8[i].Tpot), " ms", range: false)} | {Median(r.Select(i => s8[i].Tpot), " ms", range: false)} | {Median(r.Select(i => (s8[i].Tpot / e8[i].Tpot) - 1), "%")} |"));
             // The same in CPU time: the service process's (all its threads: decode, gRPC, Kestrel) against the engine's,
             // the client's apart. It counts what the service costs even where a spare core would hide it.
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -203,7 +217,12 @@ static Run RunEngine(BatchGenerator engine, int[] promptIds, GenerationOptions o
     var tokens = sequences.Sum(s => s.TokenIds.Count);
     var ttft = sequences.Select(s => s.TimeToFirstToken.TotalMilliseconds).ToList();
     var decodeRate = n == 1 ? (tokens - 1) / (wall - (ttft[0] / 1000)) : 0;
-    return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99)) { CpuMsPerToken = (ProcessCpu() - cpu) * 1000 / tokens };
+    var tpot = sequences.Select(s => (s.Elapsed - s.TimeToFirstToken).TotalMilliseconds / (s.TokenIds.Count - 1)).ToList();
+    return new Run(tokens / wall, decodeRate, Percentile(ttft, 0.5), Percentile(ttft, 0.99))
+    {
+        CpuMsPerToken = (ProcessCpu() - cpu) * 1000 / tokens,
+        Tpot = Percentile(tpot, 0.5),
+    };
 }
 
 // CPU seconds this process has used (all threads): unlike wall time, not stretched when the host lends the machine less.
@@ -254,6 +273,7 @@ static async Task<Run> RunServiceAsync(BenchServer server, string model, string 
     var decodeRate = n == 1 ? (results[0].Tokens - 1) / (results[0].Last - results[0].First).TotalSeconds : 0;
     return new Run(total / wall, decodeRate, Percentile([.. results.Select(r => r.Ttft)], 0.5), Percentile([.. results.Select(r => r.Ttft)], 0.99))
     {
+        Tpot = Percentile([.. results.Select(r => (r.Last - r.First).TotalMilliseconds / (r.Tokens - 1))], 0.5),
         CpuMsPerToken = (server.Cpu() - serviceCpu) * 1000 / total,
         ServiceServingCpuMsPerToken = (threadsAfter.Serving - threads.Serving) * 1000 / total,
         ServiceJitCpuMsPerToken = (threadsAfter.Jit - threads.Jit) * 1000 / total,
@@ -430,6 +450,12 @@ internal sealed record Run(double Aggregate, double DecodeRate, double P50, doub
 {
     /// <summary>CPU time per generated token of the process that generated it: the engine's (direct) or the service's.</summary>
     public double CpuMsPerToken { get; init; }
+
+    /// <summary>
+    /// Time per output token (TPOT) in ms, the median over the round's sequences: from a sequence's first token to its
+    /// last, over its tokens after the first (time to first token is reported apart).
+    /// </summary>
+    public double Tpot { get; init; }
 
     /// <summary>CPU time per token of the service's threads besides the decode loop, its pool workers and the JIT (gRPC, Kestrel, stream writers).</summary>
     public double ServiceServingCpuMsPerToken { get; init; }
