@@ -10,7 +10,7 @@
 //   engine:  the same sequences added to a BatchGenerator at once (their prompts prefilled together in the first
 //            step, as the service's decode loop does), stepped to completion on one thread
 // Usage:
-//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds 7]
+//   dotnet run -c Release --project bench/TuningPlatform.Bench.Inference [-- --shapes stories15M,smollm2-135m --prompt 128 --new 128 --clients 1,4,8,16 --rounds N]
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -46,8 +46,10 @@ if (StringArg("--serve", "") is { Length: > 0 } serveWork)
 var promptTokens = IntArg("--prompt", 128);
 var newTokens = IntArg("--new", 128);
 // Each row is measured this many times, engine and service alternating: the rate columns keep each side's fastest
-// round, the ratios are medians over the rounds of ratios within a round.
-var rounds = IntArg("--rounds", 7);
+// round, the ratios are medians over the rounds of ratios within a round. Without --rounds, 31 for stories15M (a round
+// takes about 3 s; single rounds swing by ±25%, and medians of 9 still differed by up to 8 points between runs) and
+// 9 for SmolLM2-135M (about 40 s a round).
+var roundsArg = IntArg("--rounds", 0);
 const int WarmUpRounds = 8;
 var clientCounts = StringArg("--clients", "1,4,8,16").Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).ToArray();
 var wanted = StringArg("--shapes", "stories15M,smollm2-135m").Split(',');
@@ -93,6 +95,7 @@ try
         Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: {model.Parameters.Count / 1e6:0.0}M parameters, prompt {promptIds.Length} tokens"));
 
         // Engine directly and the service over gRPC, alternating, each row printed as soon as it is measured.
+        var rounds = roundsArg > 0 ? roundsArg : name == "stories15M" ? 31 : 9;
         var engine = new BatchGenerator(model, tokenizer, maxBatch, context);
         var options = new GenerationOptions { MaxNewTokens = newTokens, Temperature = 0, AddSpecialTokens = false };
         await using var server = await StartServiceAsync(work, maxBatch, context);
@@ -193,7 +196,8 @@ static string Median(IEnumerable<double> rounds, string unit, bool range = true)
 {
     var values = rounds.Order().ToList();
     var median = values.Count % 2 == 1 ? values[values.Count / 2] : (values[(values.Count / 2) - 1] + values[values.Count / 2]) / 2;
-    string F(double v) => unit == "%" ? string.Create(CultureInfo.InvariantCulture, $"{v * 100:+0.0;-0.0}%") : string.Create(CultureInfo.InvariantCulture, $"{v:0.000}{unit}");
+    // Rounded before formatting: a small negative value would otherwise print as "-+0.0%".
+    string F(double v) => unit == "%" ? string.Create(CultureInfo.InvariantCulture, $"{Math.Round(v * 100, 1) + 0.0:+0.0;-0.0;0.0}%") : string.Create(CultureInfo.InvariantCulture, $"{v:0.000}{unit}");
     return range ? $"{F(median)} (median of {values.Count}, {F(values[0])} to {F(values[^1])})" : F(median);
 }
 
