@@ -13,6 +13,9 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
     /// <summary>The adapter applied to this sequence alone, or null for the base.</summary>
     public LoRAWeights? Adapter { get; } = adapter;
 
+    /// <summary>The most decoded deltas (about one token each) that the decode loop joins into one message.</summary>
+    public const int MaxDeltasPerMessage = 4;
+
     // Deltas decoded but not yet handed to the stream writer (decode thread only).
     private readonly StringBuilder _pending = new();
     private int _pendingDeltas;
@@ -20,14 +23,14 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
     private bool _sentFirst;
 
     /// <summary>
-    /// Messages for the stream writer, completed when the sequence ends (streaming requests only). Each joins the
-    /// deltas (whole characters) decoded within one stream interval, on the decode thread, so the writer and the
-    /// client wake once per message rather than once per token.
+    /// Messages for the stream writer, completed when the sequence ends (streaming requests only). Each is up to
+    /// <see cref="MaxDeltasPerMessage"/> deltas of whole characters, joined on the decode thread, so the writer wakes
+    /// once per message rather than once per token.
     /// </summary>
     public Channel<string> Deltas { get; } = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
 
-    // A new delta: the stream's first goes at once (time to first token); later ones wait until their oldest is one
-    // interval old (FlushIfDue, after every step), or go at once with no interval.
+    // A new delta: the stream's first goes at once (time to first token); later ones wait until the message is full
+    // or its oldest delta is one interval old (FlushIfDue, after every step).
     internal void OnDelta(string delta, long intervalTicks)
     {
         if (_pendingDeltas == 0)
@@ -36,7 +39,7 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
         }
         _pending.Append(delta);
         _pendingDeltas++;
-        if (!_sentFirst || intervalTicks == 0)
+        if (!_sentFirst || intervalTicks == 0 || _pendingDeltas >= MaxDeltasPerMessage)
         {
             Flush();
         }
