@@ -93,6 +93,41 @@ public sealed class InferenceServiceTests
     }
 
     [Fact]
+    public async Task GenerateStream_TwoStreamsInOneBatch_MessagesJoinEightDeltas()
+    {
+        // Two streams decoded together may join 4 deltas each per sequence in the batch: 8. With a 10 s interval each
+        // stream's 40 tokens arrive as the first, then ⌈39 / 8⌉ = 5 more messages (alone: 10 more). The 300 ms
+        // admission window puts both in the first step.
+        await using var server = await InferenceServer.StartAsync(new()
+        {
+            ["Inference:StreamIntervalMs"] = "10000",
+            ["Inference:AdmissionWindowMs"] = "300",
+        });
+        var request = Completion("Once upon a time", 40);
+        var unary = await server.Client.GenerateAsync(request, Options);
+        async Task<List<string>> StreamAsync()
+        {
+            using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
+            var messages = new List<string>();
+            await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
+            {
+                if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
+                {
+                    messages.Add(message.Delta.Text);
+                }
+            }
+            return messages;
+        }
+
+        var streams = await Task.WhenAll(StreamAsync(), StreamAsync());
+        foreach (var messages in streams)
+        {
+            Assert.Equal(unary.Text, string.Concat(messages));
+            Assert.InRange(messages.Count, 3, 6);
+        }
+    }
+
+    [Fact]
     public async Task Generate_AdmissionWindow_LaterRequestJoinsTheFirstPrefill()
     {
         // An idle model waits up to the window for requests arriving with the first: A waits the whole 400 ms (the batch

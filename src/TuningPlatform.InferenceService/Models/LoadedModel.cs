@@ -13,8 +13,12 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
     /// <summary>The adapter applied to this sequence alone, or null for the base.</summary>
     public LoRAWeights? Adapter { get; } = adapter;
 
-    /// <summary>The most decoded deltas (about one token each) that the decode loop joins into one message.</summary>
-    public const int MaxDeltasPerMessage = 4;
+    /// <summary>
+    /// Deltas (about one token each) a message may join per sequence in the batch: a stream alone in its batch sends
+    /// every 4 deltas, one of 8 every 32 (in practice every stream interval), so the messages the service writes per
+    /// second stay about the same as the batch grows, instead of growing with it.
+    /// </summary>
+    public const int DeltasPerMessagePerSequence = 4;
 
     // Deltas decoded but not yet handed to the stream writer (decode thread only).
     private readonly StringBuilder _pending = new();
@@ -23,15 +27,15 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
     private bool _sentFirst;
 
     /// <summary>
-    /// Messages for the stream writer, completed when the sequence ends (streaming requests only). Each is up to
-    /// <see cref="MaxDeltasPerMessage"/> deltas of whole characters, joined on the decode thread, so the writer wakes
-    /// once per message rather than once per token.
+    /// Messages for the stream writer, completed when the sequence ends (streaming requests only). Each joins up to
+    /// <see cref="DeltasPerMessagePerSequence"/> × the batch's sequences deltas of whole characters, on the decode
+    /// thread, so the writer wakes once per message rather than once per token.
     /// </summary>
     public Channel<string> Deltas { get; } = Channel.CreateUnbounded<string>(new UnboundedChannelOptions { SingleWriter = true, SingleReader = true });
 
-    // A new delta: the stream's first goes at once (time to first token); later ones wait until the message is full
-    // or its oldest delta is one interval old (FlushIfDue, after every step).
-    internal void OnDelta(string delta, long intervalTicks)
+    // A new delta: the stream's first goes at once (time to first token); later ones wait until the message holds
+    // maxDeltas or its oldest delta is one interval old (FlushIfDue, after every step).
+    internal void OnDelta(string delta, long intervalTicks, int maxDeltas)
     {
         if (_pendingDeltas == 0)
         {
@@ -39,7 +43,7 @@ public sealed class GenerationWork(int[] promptIds, GenerationOptions options, b
         }
         _pending.Append(delta);
         _pendingDeltas++;
-        if (!_sentFirst || intervalTicks == 0 || _pendingDeltas >= MaxDeltasPerMessage)
+        if (!_sentFirst || intervalTicks == 0 || _pendingDeltas >= maxDeltas)
         {
             Flush();
         }
@@ -283,7 +287,10 @@ public sealed class LoadedModel : IAsyncDisposable
             work.StartedAt = DateTime.UtcNow;
             try
             {
-                Action<string>? onText = work.Stream ? delta => work.OnDelta(delta, _streamIntervalTicks) : null;
+                // Called on this thread during a step: the batch's size is the step's.
+                Action<string>? onText = work.Stream
+                    ? delta => work.OnDelta(delta, _streamIntervalTicks, GenerationWork.DeltasPerMessagePerSequence * Generator.Active.Count)
+                    : null;
                 work.Sequence = Generator.Add(work.PromptIds, work.Options, onText, work.Adapter);
                 _active[work] = 0;
             }
