@@ -12,21 +12,29 @@ public sealed class WorkerPoolTests
     [Theory]
     [InlineData(2)]
     [InlineData(4)]
-    public void Run_ManyShortCalls_RunsEachChunkOnceOnItsOwnJob(int threads)
+    public async Task Run_ManyShortCalls_RunsEachChunkOnceOnItsOwnJob(int threads)
     {
         var pool = new WorkerPool(threads);
-        for (var call = 0; call < 20_000; call++)
+        var calls = 0;
+        // On its own thread with a time limit: a pool that loses a chunk waits for it forever.
+        var run = Task.Run(() =>
         {
-            var count = 2 + (call % 7);
-            var job = new CountingJob(count);
-            pool.Run(job, count);
-            for (var c = 0; c < count; c++)
+            for (var call = 0; call < 20_000; call++, calls++)
             {
-                Assert.True(job.Runs[c] == 1, $"call {call}: chunk {c} of {count} ran {job.Runs[c]} times");
-            }
+                var count = 2 + (call % 7);
+                var job = new CountingJob(count);
+                pool.Run(job, count);
+                for (var c = 0; c < count; c++)
+                {
+                    Assert.True(job.Runs[c] == 1, $"call {call}: chunk {c} of {count} ran {job.Runs[c]} times");
+                }
 
-            Assert.Equal(0, job.WrongCount);
-        }
+                Assert.Equal(0, job.WrongCount);
+            }
+        }, TestContext.Current.CancellationToken);
+        var finished = await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(60), TestContext.Current.CancellationToken)) == run;
+        Assert.True(finished, $"call {Volatile.Read(ref calls)} never returned");
+        await run;
     }
 
     // A call returns only when its chunks are done, even when a worker holds one for a while.
