@@ -79,15 +79,7 @@ public sealed class InferenceServiceTests
         var request = Completion("Once upon a time", 40);
         var unary = await server.Client.GenerateAsync(request, Options);
         Assert.Equal(40, unary.Usage.CompletionTokens);
-        using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
-        var messages = new List<string>();
-        await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
-        {
-            if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
-            {
-                messages.Add(message.Delta.Text);
-            }
-        }
+        var messages = await StreamMessagesAsync(server, request);
         Assert.Equal(unary.Text, string.Concat(messages));
         Assert.InRange(messages.Count, 6, 11);
     }
@@ -105,21 +97,7 @@ public sealed class InferenceServiceTests
         });
         var request = Completion("Once upon a time", 40);
         var unary = await server.Client.GenerateAsync(request, Options);
-        async Task<List<string>> StreamAsync()
-        {
-            using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
-            var messages = new List<string>();
-            await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
-            {
-                if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
-                {
-                    messages.Add(message.Delta.Text);
-                }
-            }
-            return messages;
-        }
-
-        var streams = await Task.WhenAll(StreamAsync(), StreamAsync());
+        var streams = await Task.WhenAll(StreamMessagesAsync(server, request), StreamMessagesAsync(server, request));
         foreach (var messages in streams)
         {
             Assert.Equal(unary.Text, string.Concat(messages));
@@ -466,5 +444,20 @@ public sealed class InferenceServiceTests
             // Greedy: the chosen token is the most likely one.
             Assert.Equal(id, logprob.TopLogprobs[0].TokenId);
         }
+    }
+
+    // The text of each delta message of a streamed request, in order.
+    private static async Task<List<string>> StreamMessagesAsync(InferenceServer server, GenerateRequest request)
+    {
+        using var call = server.Client.GenerateStream(new GenerateStreamRequest { Model = request.Model, Input = request.Input, Sampling = request.Sampling }, Options);
+        var messages = new List<string>();
+        await foreach (var message in call.ResponseStream.ReadAllAsync(Ct))
+        {
+            if (message.EventCase == GenerateStreamResponse.EventOneofCase.Delta)
+            {
+                messages.Add(message.Delta.Text);
+            }
+        }
+        return messages;
     }
 }
