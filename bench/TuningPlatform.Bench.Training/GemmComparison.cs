@@ -1,6 +1,7 @@
 // The matrix products of one training step, ours (TrainingGemm) against OpenBLAS's cblas_sgemm called in this same
 // process (Debian's libopenblas.so.0, the library PyTorch uses here), alternating call by call, best of --reps each:
-// a comparison that the host's minute-to-minute speed drift cannot tilt, since both sides share every minute.
+// a comparison that the host's minute-to-minute speed drift cannot tilt, since both sides share every minute;
+// each call starts on a quiet machine (see Quiet).
 //   products: per layer q/k/v/o, gate/up and down (forward x·Wᵀ, dx = dy·W, dW += dyᵀ·x), and the head's three
 //             products per loss chunk; each weighted by how many times one full fine-tuning step runs it
 //   threads:  OpenBLAS with 2 threads (openblas_set_num_threads), ours on the worker pool (one per core)
@@ -17,6 +18,11 @@ namespace TuningPlatform.Bench.Training;
 internal static unsafe class GemmComparison
 {
     private const string OpenBlas = "libopenblas.so.0";
+
+    // A pause after every timed call: OpenBLAS's threads spin for about 2^28 cycles (~0.1 s) after a call returns,
+    // and a product timed inside that window shares the cores with them (ours measured 1.31x OpenBLAS's time
+    // that way against 1.14x after a pause, in one process). Both sides get the same pause.
+    private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(150);
 
     private enum Kind
     {
@@ -113,9 +119,11 @@ internal static unsafe class GemmComparison
             var clock = Stopwatch.StartNew();
             Ours(kind, a, b, c, m, n, k);
             ours = Math.Min(ours, clock.Elapsed.TotalMilliseconds);
+            Thread.Sleep(Quiet);
             clock.Restart();
             Blas(kind, a, b, c, m, n, k);
             blas = Math.Min(blas, clock.Elapsed.TotalMilliseconds);
+            Thread.Sleep(Quiet);
         }
 
         return (ours, blas);
