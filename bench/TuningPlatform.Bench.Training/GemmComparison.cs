@@ -21,7 +21,7 @@ internal static unsafe class GemmComparison
 
     // A pause after every timed call: OpenBLAS's threads spin for about 2^28 cycles (~0.1 s) after a call returns,
     // and a product timed inside that window shares the cores with them (ours measured 1.31x OpenBLAS's time
-    // that way against 1.14x after a pause, in one process). Both sides get the same pause.
+    // that way against 1.14x after a pause, in two probe runs minutes apart). Both sides get the same pause.
     private static readonly TimeSpan Quiet = TimeSpan.FromMilliseconds(150);
 
     private enum Kind
